@@ -1,0 +1,243 @@
+"""The machine: a small Python class that owns the state arrays and drives the jitted CPU.
+
+Use it like a tiny emulator API (in the spirit of unicorn's)::
+
+    from kernel_sim import Machine, assemble
+    m = Machine(memory_size=1 << 20, paging_levels=2, tlb_size=64)
+    m.load(assemble(source, filename="hello.s"))
+    result = m.run(count=100_000)        # at most 100 000 instructions
+    print(result.text())
+
+Everything the CPU touches lives in NumPy arrays (see :mod:`kernel_sim.state`); this class only
+validates settings, loads programs, and reads results.  Nothing here runs per instruction.
+
+Defaults a program can rely on after :meth:`Machine.load`: ``pc`` = the program's entry,
+``cpl`` = the ``ring`` setting, ``sp`` = the top of physical memory, interrupts disabled
+(IF = 0, as after an x86 reset), paging off, no trap-vector table (``tvb = NO_TVB``: a trap stops
+the run with ``stop == "unhandled_trap"``), timer off.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Union
+
+import numpy as np
+
+from . import isa
+from .costs import cost_array
+from .state import (C_CPL, C_FAULT_ADDR, C_IF, C_KSP, C_LEVELS, C_MEM_BYTES, C_PAGING, C_PC,
+                    C_PTBR, C_SCRATCH, C_STRICT, C_TIMER_DEADLINE, C_TVB, C_UNTIL, CR_TO_CTRL,
+                    NEVER, NUM_COUNTERS, NUM_CTRL)
+
+MAX_MEMORY = 256 << 20      # 256 MiB: well inside a 1 GB Binder container
+MAX_TLB = 4096
+MAX_COUNT = 10 ** 11
+
+
+def _check_int(name: str, value, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
+    return int(value)
+
+
+class Machine:
+    """One simulated computer: CPU registers, control state, physical memory, TLB and devices.
+
+    Parameters
+    ----------
+    memory_size:
+        physical memory in bytes, a multiple of 4096 (default 4 MiB, at most 256 MiB).
+    paging_levels:
+        levels of the page tables the MMU walks (1..4).  Each level indexes 10 bits of the
+        virtual address; with 2 levels a 32-bit address splits 10 + 10 + 12 as on 32-bit x86.
+    tlb_size:
+        TLB entries, a power of two (1..4096).
+    strict:
+        make the sensitive-but-unprivileged instructions (PUSHF, POPF, GETCPL, RDTVB) trap outside
+        ring 0, so the ISA meets Popek & Goldberg's condition.
+    ring:
+        the privilege level the loaded program starts in (0..3).
+    costs:
+        overrides for :func:`kernel_sim.costs.cost_array`, e.g. ``{"walk_ref": 40}``.
+    console_size, trace_size:
+        capacity of the console buffer (bytes) and the event trace ring (records).
+    """
+
+    def __init__(self, memory_size: int = 4 << 20, paging_levels: int = 2, tlb_size: int = 64,
+                 strict: bool = False, ring: int = 0, costs: Optional[Dict[str, int]] = None,
+                 console_size: int = 1 << 16, trace_size: int = 4096):
+        memory_size = _check_int("memory_size", memory_size, isa.PAGE_SIZE, MAX_MEMORY)
+        if memory_size % isa.PAGE_SIZE:
+            raise ValueError(f"memory_size must be a multiple of {isa.PAGE_SIZE} bytes, "
+                             f"got {memory_size}")
+        self.paging_levels = _check_int("paging_levels", paging_levels, 1, 4)
+        tlb_size = _check_int("tlb_size", tlb_size, 1, MAX_TLB)
+        if tlb_size & (tlb_size - 1):
+            raise ValueError(f"tlb_size must be a power of two, got {tlb_size}")
+        self.ring = _check_int("ring", ring, 0, 3)
+        self.strict = bool(strict)
+        self.memory_size = memory_size
+        self.tlb_size = tlb_size
+        console_size = _check_int("console_size", console_size, 0, 1 << 24)
+        trace_size = _check_int("trace_size", trace_size, 0, 1 << 20)
+        self.costs = cost_array(costs)
+        self.regs = np.zeros(isa.NUM_REGS, dtype=np.int64)
+        self.ctrl = np.zeros(NUM_CTRL, dtype=np.int64)
+        self.mem = np.zeros(memory_size // 4, dtype=np.uint32)
+        self.tlb = np.zeros(2 * tlb_size, dtype=np.int64)
+        self.counters = np.zeros(NUM_COUNTERS, dtype=np.int64)
+        self.console_buffer = np.zeros(console_size, dtype=np.uint8)
+        self.trace = np.zeros((trace_size, 4), dtype=np.int64)
+        self.intercept = np.zeros(isa.NUM_VECTORS, dtype=np.uint8)
+        #: guest-physical memory as seen by digests: [guest_base, guest_base + guest_size)
+        self.guest_base = 0
+        self.guest_size = memory_size
+        self.program = None
+        self.reset()
+
+    # ---- state --------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Power-on state: registers, control state, TLB, counters, console and trace cleared.
+
+        Memory is kept (load a program again to restore it).
+        """
+        self.regs[:] = 0
+        self.ctrl[:] = 0
+        self.tlb[:] = 0
+        self.counters[:] = 0
+        self.trace[:] = 0
+        self.ctrl[C_TVB] = isa.NO_TVB
+        self.ctrl[C_TIMER_DEADLINE] = NEVER
+        self.ctrl[C_UNTIL] = -1
+        self.ctrl[C_LEVELS] = self.paging_levels
+        self.ctrl[C_STRICT] = int(self.strict)
+        self.ctrl[C_MEM_BYTES] = self.memory_size
+        self.ctrl[C_CPL] = self.ring
+        self.regs[isa.SP] = self.memory_size & isa.WORD_MASK
+
+    def load(self, program) -> "Machine":
+        """Copy a :class:`kernel_sim.asm.Program` into physical memory and point pc at its entry."""
+        self.mem[:] = 0
+        for address, words in program.segments:
+            end = address + 4 * len(words)
+            if address % 4 or end > self.memory_size:
+                raise ValueError(f"segment at 0x{address:x}..0x{end:x} does not fit in "
+                                 f"{self.memory_size} bytes of memory")
+            self.mem[address // 4:end // 4] = words
+        self.reset()
+        self.ctrl[C_PC] = program.entry
+        self.program = program
+        return self
+
+    @property
+    def pc(self) -> int:
+        return int(self.ctrl[C_PC])
+
+    @pc.setter
+    def pc(self, value: int) -> None:
+        self.ctrl[C_PC] = _check_int("pc", value, 0, isa.WORD_MASK)
+
+    @property
+    def cpl(self) -> int:
+        return int(self.ctrl[C_CPL])
+
+    @cpl.setter
+    def cpl(self, value: int) -> None:
+        self.ctrl[C_CPL] = _check_int("cpl", value, 0, 3)
+
+    @property
+    def interrupts_enabled(self) -> bool:
+        return bool(self.ctrl[C_IF])
+
+    def read_word(self, address: int) -> int:
+        """Read the word at a physical byte address."""
+        address = _check_int("address", address, 0, self.memory_size - 1)
+        return int(self.mem[address >> 2])
+
+    def write_word(self, address: int, value: int) -> None:
+        """Write a word at a physical byte address."""
+        address = _check_int("address", address, 0, self.memory_size - 1)
+        self.mem[address >> 2] = value & isa.WORD_MASK
+
+    def read_cr(self, name: Union[str, int]) -> int:
+        return int(self.ctrl[CR_TO_CTRL[self._cr(name)]])
+
+    def write_cr(self, name: Union[str, int], value: int) -> None:
+        """Set a control register from outside (as a boot loader would).  Flushes the TLB."""
+        self.ctrl[CR_TO_CTRL[self._cr(name)]] = _check_int("value", value, 0, isa.WORD_MASK)
+        self.tlb[:] = 0
+
+    @staticmethod
+    def _cr(name) -> int:
+        if isinstance(name, str):
+            if name not in isa.CR_NAMES:
+                raise ValueError(f"unknown control register {name!r}; "
+                                 f"known: {', '.join(isa.CR_NAMES)}")
+            return isa.CR_NAMES[name]
+        return _check_int("control register", name, 0, isa.NUM_CRS - 1)
+
+    # ---- running ------------------------------------------------------------------------------
+    def run(self, count: int = 1_000_000, until: Optional[int] = None):
+        """Run at most ``count`` instructions (or until pc == ``until``); return a Result.
+
+        The run also stops when the CPU halts with nothing to wake it, or on a trap that has no
+        handler (or that a monitor intercepts).  ``result.stop`` says which.
+        """
+        from .cpu import run_native
+        from .results import Result
+
+        count = _check_int("count", count, 0, MAX_COUNT)
+        self.ctrl[C_UNTIL] = -1 if until is None else _check_int("until", until, 0,
+                                                                 isa.WORD_MASK)
+        run_native(self.regs, self.ctrl, self.mem, self.tlb, self.costs, self.counters,
+                   self.console_buffer, self.trace, self.intercept, count)
+        return Result.from_machine(self)
+
+    # ---- what a guest can see -----------------------------------------------------------------
+    def guest_memory(self) -> np.ndarray:
+        """Guest-physical memory (a view)."""
+        return self.mem[self.guest_base // 4:(self.guest_base + self.guest_size) // 4]
+
+    def console_bytes(self) -> bytes:
+        from .state import C_CONSOLE_LEN
+        return self.console_buffer[:int(self.ctrl[C_CONSOLE_LEN])].tobytes()
+
+    def user_pages(self):
+        """Yield ``(virtual_address, words)`` for every page ring 3 can read right now.
+
+        With paging off, user code can reach all of memory: one pseudo-page covering it.
+        """
+        if not (self.ctrl[C_PAGING] & 1):
+            yield 0, self.guest_memory()
+            return
+        root = int(self.ctrl[C_PTBR]) & isa.PTE_FRAME_MASK
+        yield from self._user_pages(root, self.paging_levels - 1, 0)
+
+    def _user_pages(self, table: int, level: int, va_base: int):
+        if table + 4096 > self.memory_size:
+            return
+        entries = self.mem[table // 4:table // 4 + 1024].astype(np.int64)
+        need = isa.PTE_P | isa.PTE_U
+        for idx in np.nonzero((entries & need) == need)[0]:
+            va = va_base | (int(idx) << (12 + 10 * level))
+            if va >> 32:
+                continue
+            frame = int(entries[idx]) & isa.PTE_FRAME_MASK
+            if level == 0:
+                if frame + 4096 <= self.memory_size:
+                    yield va, self.mem[frame // 4:frame // 4 + 1024]
+            else:
+                yield from self._user_pages(frame, level - 1, va)
+
+    def architectural_state(self) -> Dict[str, int]:
+        """Guest-visible control state (no TLB, counters or monitor state)."""
+        c = self.ctrl
+        state = {"pc": int(c[C_PC]), "cpl": int(c[C_CPL]), "if": int(c[C_IF])}
+        for name, number in isa.CR_NAMES.items():
+            state[name] = int(c[CR_TO_CTRL[number]])
+        from .state import C_TICKS, C_TIMER_PENDING, C_TIMER_PERIOD
+        state.update(ticks=int(c[C_TICKS]), timer_period=int(c[C_TIMER_PERIOD]),
+                     timer_deadline=int(c[C_TIMER_DEADLINE]),
+                     timer_pending=int(c[C_TIMER_PENDING]))
+        return state

@@ -1,0 +1,155 @@
+"""What a run returns: counts, cycles, console output, and digests of the guest's state.
+
+A :class:`Result` is a plain snapshot: it holds numbers and strings, not the machine, so it can be
+kept, compared, turned into a dict (``as_dict``) or JSON, printed (``text``) or shown as an HTML
+table in a notebook.  Counts are cumulative since the program was loaded.
+
+The two digests make "the same behaviour" checkable in one comparison:
+
+* ``state_digest`` -- everything the guest *operating system* could observe: the registers, pc,
+  privilege level and interrupt flag, the control registers, the tick counter and timer, all of
+  guest-physical memory, and the console.  Never the TLB, the event counters or anything that
+  belongs to a monitor.  Two techniques that virtualize correctly leave the same state digest.
+* ``user_digest`` -- only what *user programs* can observe: the console; the memory ring 3 can
+  read in the current address space (page by page, keyed by virtual address); and the registers
+  if the machine stopped in ring 3.  Kernels may differ (a paravirtual kernel is a different
+  program) and still give the same user digest.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List
+
+import numpy as np
+
+from . import isa
+from .state import (C_CYCLES, C_STOP_ERROR, C_STOP_REASON, C_STOP_VECTOR, EV_OP_BASE,
+                    EV_VECTOR_BASE, EVENT_NAMES, STOP_NAMES)
+
+
+def _digest(parts) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            h.update(np.ascontiguousarray(part).tobytes())
+        elif isinstance(part, bytes):
+            h.update(part)
+        else:
+            h.update(repr(part).encode())
+        h.update(b"|")
+    return h.hexdigest()
+
+
+def state_digest(machine) -> str:
+    """Digest of all guest-visible architectural state (see the module docstring)."""
+    arch = machine.architectural_state()
+    return _digest([machine.regs.astype(np.int64), sorted(arch.items()),
+                    machine.guest_memory(), machine.console_bytes()])
+
+
+def user_digest(machine) -> str:
+    """Digest of what user programs can observe (see the module docstring)."""
+    parts: List = [machine.console_bytes()]
+    for va, words in machine.user_pages():
+        parts += [va, words]
+    if machine.cpl == 3:
+        parts += [machine.regs.astype(np.int64), machine.pc]
+    return _digest(parts)
+
+
+@dataclass
+class Result:
+    """The outcome of a run (cumulative since the program was loaded)."""
+
+    stop: str
+    pc: int
+    cpl: int
+    instructions: int
+    cycles: int
+    events: Dict[str, int]
+    traps: Dict[str, int]
+    opcodes: Dict[str, int]
+    console: str
+    state_digest: str
+    user_digest: str
+    stop_vector: int = -1
+    stop_error: int = 0
+    registers: List[int] = field(default_factory=list)
+
+    @classmethod
+    def from_machine(cls, m) -> "Result":
+        counters = m.counters
+        events = {name: int(counters[i]) for i, name in enumerate(EVENT_NAMES)}
+        traps = {}
+        for v in np.nonzero(counters[EV_VECTOR_BASE:EV_VECTOR_BASE + 256])[0]:
+            traps[isa.VECTOR_KEYS.get(int(v), f"vector_{int(v)}")] = int(
+                counters[EV_VECTOR_BASE + v])
+        opcodes = {}
+        for op in np.nonzero(counters[EV_OP_BASE:EV_OP_BASE + 256])[0]:
+            ins = isa.BY_OPCODE.get(int(op))
+            opcodes[ins.mnemonic if ins else f"0x{int(op):02x}"] = int(counters[EV_OP_BASE + op])
+        stop = STOP_NAMES.get(int(m.ctrl[C_STOP_REASON]), "none")
+        trapped = stop in ("unhandled_trap", "trap_exit", "triple_fault")
+        return cls(stop=stop, pc=m.pc, cpl=m.cpl, instructions=events["instructions"],
+                   cycles=int(m.ctrl[C_CYCLES]), events=events, traps=traps, opcodes=opcodes,
+                   console=m.console_bytes().decode("latin-1"),
+                   state_digest=state_digest(m), user_digest=user_digest(m),
+                   stop_vector=int(m.ctrl[C_STOP_VECTOR]) if trapped else -1,
+                   stop_error=int(m.ctrl[C_STOP_ERROR]) if trapped else 0,
+                   registers=[int(r) for r in m.regs])
+
+    # ---- presentation -------------------------------------------------------------------------
+    @property
+    def stop_description(self) -> str:
+        """The stop reason in words, naming the trap when there was one."""
+        if self.stop_vector >= 0:
+            name = isa.VECTOR_NAMES.get(self.stop_vector, f"vector {self.stop_vector}")
+            return f"{self.stop}: {name} (error code {self.stop_error}) at pc 0x{self.pc:08x}"
+        return f"{self.stop} at pc 0x{self.pc:08x}"
+
+    def rows(self):
+        """(event, count) rows with non-zero counts, for tables and plots."""
+        rows = [(k, v) for k, v in self.events.items() if v]
+        rows += [(f"trap: {k}", v) for k, v in self.traps.items()]
+        return rows
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2, sort_keys=True)
+
+    def text(self) -> str:
+        """A readable plain-text report."""
+        lines = [f"stopped: {self.stop_description}",
+                 f"instructions: {self.instructions:,}    simulated cycles: {self.cycles:,}    "
+                 f"ring at stop: {self.cpl}"]
+        if self.console:
+            lines.append("console:")
+            lines += ["  | " + line for line in self.console.rstrip("\n").split("\n")]
+        lines.append(f"{'event':<28}{'count':>14}")
+        for name, value in self.rows():
+            lines.append(f"{name:<28}{value:>14,}")
+        lines.append(f"state digest: {self.state_digest}")
+        lines.append(f"user digest:  {self.user_digest}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        body = "".join(f"<tr><td>{esc(k)}</td><td style='text-align:right'>{v:,}</td></tr>"
+                       for k, v in self.rows())
+        console = (f"<pre style='margin:0'>{esc(self.console)}</pre>" if self.console
+                   else "<i>(empty)</i>")
+        return (f"<div><b>stopped:</b> {esc(self.stop_description)}<br>"
+                f"<b>instructions:</b> {self.instructions:,} &nbsp; "
+                f"<b>simulated cycles:</b> {self.cycles:,}<br><b>console:</b> {console}"
+                f"<table><caption>Events counted in this run</caption>"
+                f"<thead><tr><th>event</th><th>count</th></tr></thead><tbody>{body}</tbody>"
+                f"</table><small>state digest {self.state_digest} · user digest "
+                f"{self.user_digest}</small></div>")

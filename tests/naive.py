@@ -1,0 +1,680 @@
+"""A slow, readable reference interpreter of the toy machine (the differential tests' oracle).
+
+This file is written only from the specification: the docstring of :mod:`kernel_sim.state` (the
+execution contract) and the instruction table in :mod:`kernel_sim.isa`.  It imports constants from
+those two modules and nothing from ``kernel_sim.cpu``, ``kernel_sim.mmu`` or
+``kernel_sim.machine``, so a bug in the jitted CPU cannot leak into it.  Speed does not matter
+here; clarity does.  Every register is a Python ``int`` in ``0 .. 2**32 - 1``, memory is a list of
+words, and every rule of the contract is one visible statement.
+
+Use it like the real machine::
+
+    m = NaiveMachine(memory_size=64 << 10, paging_levels=2, tlb_size=8, costs=cost_list)
+    m.mem[0x1000 // 4] = encode(OP_MOVI, 1, 0, 42)
+    m.pc = 0x1000
+    reason = m.run(budget=100)
+    arrays = m.export()     # regs, ctrl, mem, tlb, counters, console, trace in kernel_sim.state's layout
+
+Decisions where the contract leaves room (each is also marked ``DECISION`` in the code):
+
+* Counting a delivery (``EV_TRAPS``, the per-vector counter, ``K_TRAP`` cycles, the trace record)
+  happens for every delivery, including ones that stop the run (intercepted, unhandled, triple
+  fault).
+* ``C_DELIVERIES`` (the fault-storm counter) counts only deliveries that get past the intercept and
+  no-table checks; it is incremented just before the vector is read, and the 17th consecutive one
+  stops the run with ``STOP_TRIPLE_FAULT``.  Retiring an instruction resets it to 0.
+* A triple fault changes nothing but pc (= the return pc), ``C_STOP_VECTOR``/``C_STOP_ERROR`` (the
+  vector being delivered and its error code) and the stop reason; a page fault met while
+  delivering does not write ``FAULT_ADDR`` nor count ``EV_PAGE_FAULTS``.
+* The #GP raised by the strict mode for PUSHF/POPF/GETCPL/RDTVB in rings 1..3 counts as a
+  privilege fault (``EV_PRIV_FAULTS``), like the privileged instructions' #GP.
+* A page-walk entry address beyond memory raises #GP(0) *before* the reference is counted.
+* The bus check ``pa >= memory size`` comes after translation: a successful walk fills the TLB
+  even when the frame lies beyond memory; the access then raises #GP(0).
+* ``HLT`` with IF == 1 and a timer interrupt already pending neither skips nor stops (x86: HLT
+  wakes at once), even when the timer is off.
+* Clearing a TLB entry (flush, INVLPG) zeroes both its key and its value.
+* A trace record is written for every delivery (pc = return pc), every IN/OUT (pc = the
+  instruction, tick = ticks before it retires) and every stop (pc = pc at the stop).
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from kernel_sim import isa
+from kernel_sim import state as S
+
+MASK = 0xFFFFFFFF
+MAX_DELIVERIES_IN_A_ROW = 16
+
+READ, WRITE, FETCH = "read", "write", "fetch"
+
+
+def signed(v: int) -> int:
+    """Read a 32-bit word as two's complement."""
+    v &= MASK
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+class Fault(Exception):
+    """An exception raised by an instruction: the step catches it and delivers the vector."""
+
+    def __init__(self, vector: int, error: int = 0, address: Optional[int] = None):
+        super().__init__(f"vector {vector} error {error:#x}")
+        self.vector = vector
+        self.error = error
+        self.address = address          # the faulting virtual address (page faults only)
+
+
+PRIVILEGED_OPS = {i.opcode for i in isa.INSTRUCTIONS if i.cls == isa.PRIVILEGED}
+SENSITIVE_OPS = {i.opcode for i in isa.INSTRUCTIONS if i.cls == isa.SENSITIVE}
+
+
+class NaiveMachine:
+    """The reference machine: the same state as :mod:`kernel_sim.state`, held in plain Python."""
+
+    def __init__(self, memory_size: int = 64 << 10, paging_levels: int = 2, tlb_size: int = 16,
+                 strict: bool = False, ring: int = 0, costs: Optional[Sequence[int]] = None,
+                 console_size: int = 1 << 16, trace_size: int = 4096):
+        assert memory_size % isa.PAGE_SIZE == 0 and 1 <= paging_levels <= 4
+        assert tlb_size >= 1 and tlb_size & (tlb_size - 1) == 0
+        if costs is None:   # the per-opcode costs of the ISA table, no extras
+            costs = isa.cost_table() + [0] * (S.NUM_COSTS - 256)
+        assert len(costs) == S.NUM_COSTS
+        self.costs: List[int] = [int(c) for c in costs]
+        self.mem_bytes = memory_size
+        self.mem: List[int] = [0] * (memory_size // 4)
+        self.tlb_size = tlb_size
+        self.tlb: List[int] = [0] * (2 * tlb_size)
+        self.counters: List[int] = [0] * S.NUM_COUNTERS
+        self.console_size = console_size
+        self.console = bytearray()
+        self.trace_size = trace_size
+        self.trace: List[List[int]] = [[0, 0, 0, 0] for _ in range(trace_size)]
+        self.trace_pos = 0
+        self.intercept: List[int] = [0] * isa.NUM_VECTORS
+        # power-on state (as after an x86 reset: interrupts off, paging off, no vector table)
+        self.regs: List[int] = [0] * isa.NUM_REGS
+        self.regs[isa.SP] = memory_size & MASK
+        self.pc = 0
+        self.cpl = ring
+        self.if_ = 0
+        self.paging = 0
+        self.ptbr = 0
+        self.fault_addr = 0
+        self.tvb = isa.NO_TVB
+        self.ksp = 0
+        self.scratch = 0
+        self.ticks = 0
+        self.timer_period = 0
+        self.timer_deadline = S.NEVER
+        self.timer_pending = 0
+        self.strict = int(bool(strict))
+        self.levels = paging_levels
+        self.cycles = 0
+        self.stop_reason = S.STOP_NONE
+        self.stop_vector = 0
+        self.stop_error = 0
+        self.until = -1
+        self.deliveries = 0
+        self._budget: Optional[int] = None
+        self._retired_in_run = 0
+
+    # ---- control registers by number (isa.CR_*) -------------------------------------------
+    _CR_ATTRS = ("paging", "ptbr", "fault_addr", "tvb", "ksp", "scratch")
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def count(self, event: int, n: int = 1) -> None:
+        self.counters[event] += n
+
+    def trace_event(self, pc: int, kind: int, detail: int) -> None:
+        if self.trace_size:
+            self.trace[self.trace_pos % self.trace_size] = [self.ticks, pc, kind, detail]
+        self.trace_pos += 1
+
+    # ---- TLB --------------------------------------------------------------------------------
+    def tlb_key_and_index(self, va: int):
+        """Where ``va`` lives in the direct-mapped, ASID-tagged TLB: (key, entry index)."""
+        vpn = (va & MASK) >> isa.PAGE_SHIFT
+        asid = self.ptbr & isa.ASID_MASK
+        key = ((asid << 20) | vpn) + 1          # + 1 so that key 0 means "empty"
+        return key, vpn & (self.tlb_size - 1)
+
+    def tlb_clear_all(self) -> None:
+        self.tlb = [0] * (2 * self.tlb_size)
+        self.count(S.EV_TLB_FLUSHES)
+
+    # ---- MMU --------------------------------------------------------------------------------
+    def translate(self, va: int, access: str, cpl: Optional[int] = None) -> int:
+        """Translate a virtual byte address; return the physical *word index*.
+
+        ``access`` is READ, WRITE or FETCH; ``cpl`` is the privilege level of the access (the
+        current one by default; trap delivery passes 0: supervisor accesses).  Raises
+        :class:`Fault` (#PF or the bus-error #GP) and leaves the walk's side effects (A/D bits,
+        TLB fill, counters, cycles) in place, as hardware does.
+        """
+        va &= MASK
+        if cpl is None:
+            cpl = self.cpl
+        if not (self.paging & 1):
+            pa = va
+        else:
+            pa = self.translate_paged(va, access, cpl)
+        if pa >= self.mem_bytes:
+            raise Fault(isa.VEC_GP, 0)          # bus error
+        return pa >> 2                          # the low two address bits are ignored
+
+    def translate_paged(self, va: int, access: str, cpl: int) -> int:
+        write = access == WRITE
+        key, i = self.tlb_key_and_index(va)
+        needs = (isa.PTE_W | isa.PTE_D if write else 0) | (isa.PTE_U if cpl == 3 else 0)
+        value = self.tlb[2 * i + 1]
+        if self.tlb[2 * i] == key and value & needs == needs:
+            self.count(S.EV_TLB_HIT)
+            return (value & isa.PTE_FRAME_MASK) | (va & 0xFFF)
+        self.count(S.EV_TLB_MISS)
+        self.cycles += self.costs[S.K_TLB_MISS]
+        return self.walk(va, access, cpl, key, i)
+
+    def page_fault(self, va: int, access: str, cpl: int, present: bool) -> Fault:
+        error = ((isa.PF_PRESENT if present else 0) | (isa.PF_WRITE if access == WRITE else 0)
+                 | (isa.PF_USER if cpl == 3 else 0) | (isa.PF_FETCH if access == FETCH else 0))
+        return Fault(isa.VEC_PF, error, address=va)
+
+    def walk(self, va: int, access: str, cpl: int, key: int, i: int) -> int:
+        """Walk ``levels`` page tables from PTBR, as the contract's *Walk* paragraph says."""
+        covered_bits = self.levels * isa.LEVEL_BITS + isa.PAGE_SHIFT
+        if covered_bits < 32 and va >> covered_bits != 0:
+            raise self.page_fault(va, access, cpl, present=False)
+        table = self.ptbr & isa.PTE_FRAME_MASK
+        perm = isa.PTE_W | isa.PTE_U
+        entry_addr = pte = 0
+        for k in range(self.levels - 1, -1, -1):
+            idx = (va >> (isa.PAGE_SHIFT + isa.LEVEL_BITS * k)) & 0x3FF
+            entry_addr = table + 4 * idx
+            if entry_addr >= self.mem_bytes:
+                # DECISION: the bus error is raised before the reference is counted.
+                raise Fault(isa.VEC_GP, 0)
+            self.count(S.EV_WALK_REFS)
+            self.cycles += self.costs[S.K_WALK_REF]
+            pte = self.mem[entry_addr >> 2]
+            if not pte & isa.PTE_P:
+                raise self.page_fault(va, access, cpl, present=False)
+            pte |= isa.PTE_A
+            self.mem[entry_addr >> 2] = pte
+            perm &= pte
+            table = pte & isa.PTE_FRAME_MASK
+        write = access == WRITE
+        if (write and not perm & isa.PTE_W) or (cpl == 3 and not perm & isa.PTE_U):
+            raise self.page_fault(va, access, cpl, present=True)
+        if write:
+            pte |= isa.PTE_D
+            self.mem[entry_addr >> 2] = pte
+        frame = pte & isa.PTE_FRAME_MASK
+        self.tlb[2 * i] = key
+        self.tlb[2 * i + 1] = frame | (perm & (isa.PTE_W | isa.PTE_U)) | (pte & isa.PTE_D)
+        return frame | (va & 0xFFF)
+
+    def read(self, va: int, access: str = READ, cpl: Optional[int] = None) -> int:
+        return self.mem[self.translate(va, access, cpl)]
+
+    # ---- trap delivery ----------------------------------------------------------------------
+    def stop(self, reason: int, vector: Optional[int] = None, error: int = 0) -> int:
+        self.stop_reason = reason
+        if vector is not None:
+            self.stop_vector = vector
+            self.stop_error = error
+        self.trace_event(self.pc, S.TRACE_STOP, reason)
+        return reason
+
+    def deliver(self, vector: int, error: int, return_pc: int) -> int:
+        """Deliver a trap; return a stop reason (STOP_NONE when the handler now runs)."""
+        return_pc &= MASK
+        self.count(S.EV_TRAPS)
+        self.count(S.EV_VECTOR_BASE + vector)
+        self.cycles += self.costs[S.K_TRAP]
+        self.trace_event(return_pc, S.TRACE_TRAP, (vector << 32) | error)
+        if self.intercept[vector]:
+            self.pc = return_pc
+            return self.stop(S.STOP_TRAP_EXIT, vector, error)
+        if self.tvb == isa.NO_TVB:
+            self.pc = return_pc
+            return self.stop(S.STOP_UNHANDLED_TRAP, vector, error)
+        # DECISION: the storm counter counts deliveries that reach the vector table.
+        self.deliveries += 1
+        if self.deliveries > MAX_DELIVERIES_IN_A_ROW:
+            self.pc = return_pc
+            return self.stop(S.STOP_TRIPLE_FAULT, vector, error)
+        try:
+            handler = self.read(self.tvb + 4 * vector, READ, cpl=0)
+        except Fault:
+            self.pc = return_pc
+            return self.stop(S.STOP_TRIPLE_FAULT, vector, error)
+        if handler == 0:
+            self.pc = return_pc
+            return self.stop(S.STOP_UNHANDLED_TRAP, vector, error)
+        old_sp, old_cpl, old_flags = self.regs[isa.SP], self.cpl, self.if_ << 9
+        new_sp = self.ksp if old_cpl > 0 else old_sp
+        frame = (old_sp, old_flags, old_cpl, return_pc, error)   # pushed in this order
+        try:
+            slots = [self.translate(new_sp - 4 * (n + 1), WRITE, cpl=0) for n in range(5)]
+        except Fault:
+            self.pc = return_pc
+            return self.stop(S.STOP_TRIPLE_FAULT, vector, error)
+        for slot, value in zip(slots, frame):
+            self.mem[slot] = value & MASK
+        self.regs[isa.SP] = (new_sp - 20) & MASK
+        self.cpl = 0
+        self.if_ = 0
+        self.pc = handler
+        return S.STOP_NONE
+
+    # ---- the step ---------------------------------------------------------------------------
+    def step(self) -> int:
+        """One step of the contract; return the stop reason (STOP_NONE: keep going)."""
+        # 1. timer
+        if self.ticks >= self.timer_deadline:
+            self.timer_pending = 1
+            self.timer_deadline += self.timer_period
+        # 2. interrupt
+        if self.timer_pending and self.if_:
+            self.timer_pending = 0
+            return self.deliver(isa.VEC_TIMER, 0, self.pc)
+        # 3. stop checks
+        if self.pc == self.until:
+            return self.stop(S.STOP_UNTIL)
+        if self._budget is not None and self._retired_in_run >= self._budget:
+            return self.stop(S.STOP_BUDGET)
+        # 4. fetch
+        pc = self.pc
+        try:
+            word = self.read(pc, FETCH)
+        except Fault as f:
+            return self.raise_fault(f, pc)
+        # 5. execute
+        opcode, a, b, imm = isa.decode(word)
+        try:
+            self.check_allowed(opcode)
+            next_pc = self.EXECUTE[opcode](self, a, b, imm, word)
+        except Fault as f:
+            return self.raise_fault(f, pc)
+        self.retire(opcode)
+        self.pc = next_pc & MASK
+        if opcode == isa.OP_SYSCALL:
+            return self.deliver(isa.VEC_SYSCALL, 0, pc + 4)
+        if opcode == isa.OP_HLT:
+            return self.after_hlt()
+        return S.STOP_NONE
+
+    def raise_fault(self, f: Fault, pc: int) -> int:
+        if f.vector == isa.VEC_PF:
+            self.fault_addr = f.address
+            self.count(S.EV_PAGE_FAULTS)
+        return self.deliver(f.vector, f.error, pc)
+
+    def check_allowed(self, opcode: int) -> None:
+        if opcode not in self.EXECUTE:
+            raise Fault(isa.VEC_UD, 0)
+        if self.cpl > 0 and (opcode in PRIVILEGED_OPS or (self.strict and opcode in SENSITIVE_OPS)):
+            self.count(S.EV_PRIV_FAULTS)        # DECISION: strict-mode #GP counts here too
+            raise Fault(isa.VEC_GP, 0)
+
+    def retire(self, opcode: int) -> None:
+        self.ticks += 1
+        self.count(S.EV_INSTRUCTIONS)
+        self.cycles += self.costs[opcode]
+        self.count(S.EV_OP_BASE + opcode)
+        self.deliveries = 0
+        if self._budget is not None:
+            self._retired_in_run += 1
+
+    def after_hlt(self) -> int:
+        self.count(S.EV_HLT)
+        if self.if_ and self.timer_pending:
+            return S.STOP_NONE                  # DECISION: wakes at once, nothing skipped
+        if self.if_ and self.timer_period != 0:
+            skipped = max(0, self.timer_deadline - self.ticks)
+            self.ticks += skipped
+            self.count(S.EV_IDLE_TICKS, skipped)
+            self.cycles += self.costs[S.K_IDLE_TICK] * skipped
+            return S.STOP_NONE
+        return self.stop(S.STOP_HALT)
+
+    def run(self, budget: int, until: Optional[int] = None) -> int:
+        """Run until a stop; return the stop reason (a ``STOP_*`` constant)."""
+        self.until = -1 if until is None else until
+        self.stop_reason = S.STOP_NONE
+        self._budget = budget
+        self._retired_in_run = 0
+        try:
+            while True:
+                reason = self.step()
+                if reason != S.STOP_NONE:
+                    return reason
+        finally:
+            self._budget = None
+
+    # ---- instructions -----------------------------------------------------------------------
+    # Each returns the next pc.  All reads and translations come first, all writes last, so a
+    # Fault raised part-way leaves the architectural state unchanged.
+    def set_reg(self, r: int, value: int) -> None:
+        self.regs[r] = value & MASK
+
+    def op_nop(self, a, b, imm, word):
+        return self.pc + 4
+
+    def op_mov(self, a, b, imm, word):
+        self.set_reg(a, self.regs[b])
+        return self.pc + 4
+
+    def op_movi(self, a, b, imm, word):
+        self.set_reg(a, isa.sign16(imm))
+        return self.pc + 4
+
+    def op_lui(self, a, b, imm, word):
+        self.set_reg(a, imm << 16)
+        return self.pc + 4
+
+    def alu3(self, a, b, imm, fn):
+        self.set_reg(a, fn(self.regs[b], self.regs[imm & 0xF]))
+        return self.pc + 4
+
+    def op_add(self, a, b, imm, word):
+        return self.alu3(a, b, imm, lambda x, y: x + y)
+
+    def op_sub(self, a, b, imm, word):
+        return self.alu3(a, b, imm, lambda x, y: x - y)
+
+    def op_and(self, a, b, imm, word):
+        return self.alu3(a, b, imm, lambda x, y: x & y)
+
+    def op_or(self, a, b, imm, word):
+        return self.alu3(a, b, imm, lambda x, y: x | y)
+
+    def op_xor(self, a, b, imm, word):
+        return self.alu3(a, b, imm, lambda x, y: x ^ y)
+
+    def op_shl(self, a, b, imm, word):
+        return self.alu3(a, b, imm, lambda x, y: x << (y & 31))
+
+    def op_shr(self, a, b, imm, word):
+        return self.alu3(a, b, imm, lambda x, y: x >> (y & 31))
+
+    def op_sar(self, a, b, imm, word):
+        return self.alu3(a, b, imm, lambda x, y: signed(x) >> (y & 31))
+
+    def op_mul(self, a, b, imm, word):
+        return self.alu3(a, b, imm, lambda x, y: x * y)
+
+    def divide(self, a, b, imm, fn):
+        divisor = self.regs[imm & 0xF]
+        if divisor == 0:
+            raise Fault(isa.VEC_DE, 0)
+        self.set_reg(a, fn(self.regs[b], divisor))
+        return self.pc + 4
+
+    def op_div(self, a, b, imm, word):
+        return self.divide(a, b, imm, lambda x, y: x // y)
+
+    def op_mod(self, a, b, imm, word):
+        return self.divide(a, b, imm, lambda x, y: x % y)
+
+    def op_slt(self, a, b, imm, word):
+        return self.alu3(a, b, imm, lambda x, y: int(signed(x) < signed(y)))
+
+    def op_sltu(self, a, b, imm, word):
+        return self.alu3(a, b, imm, lambda x, y: int(x < y))
+
+    def op_addi(self, a, b, imm, word):
+        self.set_reg(a, self.regs[b] + isa.sign16(imm))
+        return self.pc + 4
+
+    def op_andi(self, a, b, imm, word):
+        self.set_reg(a, self.regs[b] & imm)
+        return self.pc + 4
+
+    def op_ori(self, a, b, imm, word):
+        self.set_reg(a, self.regs[b] | imm)
+        return self.pc + 4
+
+    def op_xori(self, a, b, imm, word):
+        self.set_reg(a, self.regs[b] ^ imm)
+        return self.pc + 4
+
+    def op_shli(self, a, b, imm, word):
+        self.set_reg(a, self.regs[b] << (imm & 31))
+        return self.pc + 4
+
+    def op_shri(self, a, b, imm, word):
+        self.set_reg(a, self.regs[b] >> (imm & 31))
+        return self.pc + 4
+
+    def op_sari(self, a, b, imm, word):
+        self.set_reg(a, signed(self.regs[b]) >> (imm & 31))
+        return self.pc + 4
+
+    def op_ld(self, a, b, imm, word):
+        value = self.read(self.regs[b] + isa.sign16(imm), READ)
+        self.set_reg(a, value)
+        return self.pc + 4
+
+    def op_st(self, a, b, imm, word):
+        slot = self.translate(self.regs[b] + isa.sign16(imm), WRITE)
+        self.mem[slot] = self.regs[a]
+        return self.pc + 4
+
+    def push(self, value: int) -> None:
+        """Write ``value`` at sp - 4, then sp -= 4 (one translated access)."""
+        slot = self.translate(self.regs[isa.SP] - 4, WRITE)
+        self.mem[slot] = value & MASK
+        self.set_reg(isa.SP, self.regs[isa.SP] - 4)
+
+    def pop(self) -> int:
+        value = self.read(self.regs[isa.SP], READ)
+        self.set_reg(isa.SP, self.regs[isa.SP] + 4)
+        return value
+
+    def op_push(self, a, b, imm, word):
+        self.push(self.regs[a])
+        return self.pc + 4
+
+    def op_pop(self, a, b, imm, word):
+        value = self.pop()          # sp += 4 first, so POP sp loads the popped value
+        self.set_reg(a, value)
+        return self.pc + 4
+
+    def branch(self, imm, taken: bool):
+        return self.pc + 4 + 4 * isa.sign16(imm) if taken else self.pc + 4
+
+    def op_beq(self, a, b, imm, word):
+        return self.branch(imm, self.regs[a] == self.regs[b])
+
+    def op_bne(self, a, b, imm, word):
+        return self.branch(imm, self.regs[a] != self.regs[b])
+
+    def op_blt(self, a, b, imm, word):
+        return self.branch(imm, signed(self.regs[a]) < signed(self.regs[b]))
+
+    def op_bge(self, a, b, imm, word):
+        return self.branch(imm, signed(self.regs[a]) >= signed(self.regs[b]))
+
+    def op_bltu(self, a, b, imm, word):
+        return self.branch(imm, self.regs[a] < self.regs[b])
+
+    def op_bgeu(self, a, b, imm, word):
+        return self.branch(imm, self.regs[a] >= self.regs[b])
+
+    def op_jmp(self, a, b, imm, word):
+        return self.pc + 4 + 4 * isa.sign24(word)
+
+    def op_jr(self, a, b, imm, word):
+        return self.regs[a]
+
+    def op_call(self, a, b, imm, word):
+        self.push(self.pc + 4)
+        return self.pc + 4 + 4 * isa.sign24(word)
+
+    def op_callr(self, a, b, imm, word):
+        target = self.regs[a]       # read before the push (CALLR sp jumps to the old sp)
+        self.push(self.pc + 4)
+        return target
+
+    def op_ret(self, a, b, imm, word):
+        return self.pop()
+
+    def op_syscall(self, a, b, imm, word):
+        return self.pc + 4          # the step delivers vector 0x80 after the retire
+
+    def pop_frame(self):
+        """Read the five-word trap frame at sp: (error, pc, cpl, flags, sp)."""
+        sp = self.regs[isa.SP]
+        return [self.read(sp + 4 * n, READ) for n in range(5)]
+
+    def op_sysret(self, a, b, imm, word):
+        _, pc, _, _, sp = self.pop_frame()
+        self.cpl, self.if_ = 3, 1
+        self.set_reg(isa.SP, sp)
+        self.count(S.EV_SYSRET)
+        return pc
+
+    def op_iret(self, a, b, imm, word):
+        _, pc, cpl, flags, sp = self.pop_frame()
+        self.cpl, self.if_ = cpl & 3, (flags >> 9) & 1
+        self.set_reg(isa.SP, sp)
+        self.count(S.EV_IRET)
+        return pc
+
+    def op_hlt(self, a, b, imm, word):
+        return self.pc + 4          # the step handles the idle skip after the retire
+
+    def op_in(self, a, b, imm, word):
+        port = imm
+        if port == isa.PORT_CONSOLE:
+            value = 0
+        elif port == isa.PORT_TIMER:
+            value = self.timer_period
+        elif port == isa.PORT_TICKS:
+            value = self.ticks & MASK
+        else:
+            value = 0xFFFFFFFF
+        self.set_reg(a, value)
+        self.count(S.EV_IO_IN)
+        self.trace_event(self.pc, S.TRACE_IO, (port << 32) | value)
+        return self.pc + 4
+
+    def op_out(self, a, b, imm, word):
+        port, value = imm, self.regs[a]
+        if port == isa.PORT_CONSOLE:
+            if len(self.console) < self.console_size:
+                self.console.append(value & 0xFF)
+            else:
+                self.count(S.EV_CONSOLE_DROPPED)
+        elif port == isa.PORT_TIMER:
+            self.timer_period = value
+            self.timer_deadline = S.NEVER if value == 0 else self.ticks + value
+        self.count(S.EV_IO_OUT)
+        self.trace_event(self.pc, S.TRACE_IO, (port << 32) | value)
+        return self.pc + 4
+
+    def op_cli(self, a, b, imm, word):
+        self.if_ = 0
+        return self.pc + 4
+
+    def op_sti(self, a, b, imm, word):
+        self.if_ = 1
+        return self.pc + 4
+
+    def op_wrcr(self, a, b, imm, word):
+        if imm >= isa.NUM_CRS:
+            raise Fault(isa.VEC_GP, 0)
+        value = self.regs[a]
+        setattr(self, self._CR_ATTRS[imm], value)
+        self.count(S.EV_CR_WRITES)
+        if imm == isa.CR_PAGING or (imm == isa.CR_PTBR and value & isa.ASID_MASK == 0):
+            self.tlb_clear_all()
+        return self.pc + 4
+
+    def op_rdcr(self, a, b, imm, word):
+        if imm >= isa.NUM_CRS:
+            raise Fault(isa.VEC_GP, 0)
+        self.set_reg(a, getattr(self, self._CR_ATTRS[imm]))
+        self.count(S.EV_CR_READS)
+        return self.pc + 4
+
+    def op_invlpg(self, a, b, imm, word):
+        key, i = self.tlb_key_and_index(self.regs[a])
+        if self.tlb[2 * i] == key:
+            self.tlb[2 * i] = self.tlb[2 * i + 1] = 0
+        self.count(S.EV_INVLPG)
+        return self.pc + 4
+
+    def op_tlbflush(self, a, b, imm, word):
+        self.tlb_clear_all()
+        return self.pc + 4
+
+    def op_pushf(self, a, b, imm, word):
+        self.push(self.if_ << 9)
+        return self.pc + 4
+
+    def op_popf(self, a, b, imm, word):
+        new_if = (self.pop() >> 9) & 1
+        if self.cpl == 0:
+            self.if_ = new_if
+        elif new_if != self.if_:
+            self.count(S.EV_POPF_IGNORED)
+        return self.pc + 4
+
+    def op_getcpl(self, a, b, imm, word):
+        self.set_reg(a, self.cpl)
+        return self.pc + 4
+
+    def op_rdtvb(self, a, b, imm, word):
+        self.set_reg(a, self.tvb)
+        return self.pc + 4
+
+    # ---- export -----------------------------------------------------------------------------
+    def ctrl_array(self) -> np.ndarray:
+        ctrl = np.zeros(S.NUM_CTRL, dtype=np.int64)
+        values = {
+            S.C_PC: self.pc, S.C_CPL: self.cpl, S.C_IF: self.if_, S.C_PAGING: self.paging,
+            S.C_PTBR: self.ptbr, S.C_FAULT_ADDR: self.fault_addr, S.C_TVB: self.tvb,
+            S.C_KSP: self.ksp, S.C_SCRATCH: self.scratch, S.C_TICKS: self.ticks,
+            S.C_TIMER_PERIOD: self.timer_period, S.C_TIMER_DEADLINE: self.timer_deadline,
+            S.C_TIMER_PENDING: self.timer_pending, S.C_STRICT: self.strict,
+            S.C_LEVELS: self.levels, S.C_CYCLES: self.cycles, S.C_STOP_REASON: self.stop_reason,
+            S.C_STOP_VECTOR: self.stop_vector, S.C_STOP_ERROR: self.stop_error,
+            S.C_CONSOLE_LEN: len(self.console), S.C_TRACE_POS: self.trace_pos,
+            S.C_UNTIL: self.until, S.C_DELIVERIES: self.deliveries,
+            S.C_MEM_BYTES: self.mem_bytes,
+        }
+        for index, value in values.items():
+            ctrl[index] = value
+        return ctrl
+
+    def export(self) -> dict:
+        """The full state as arrays in :mod:`kernel_sim.state`'s layout."""
+        console = np.zeros(self.console_size, dtype=np.uint8)
+        console[:len(self.console)] = list(self.console)
+        return dict(
+            regs=np.array(self.regs, dtype=np.int64),
+            ctrl=self.ctrl_array(),
+            mem=np.array(self.mem, dtype=np.uint32),
+            tlb=np.array(self.tlb, dtype=np.int64),
+            counters=np.array(self.counters, dtype=np.int64),
+            console=console,
+            trace=np.array(self.trace, dtype=np.int64).reshape(self.trace_size, 4),
+            intercept=np.array(self.intercept, dtype=np.uint8),
+            costs=np.array(self.costs, dtype=np.int64),
+        )
+
+
+def _build_dispatch():
+    table = {}
+    for ins in isa.INSTRUCTIONS:
+        table[ins.opcode] = getattr(NaiveMachine, "op_" + ins.mnemonic.lower())
+    return table
+
+
+NaiveMachine.EXECUTE = _build_dispatch()

@@ -1,0 +1,521 @@
+"""Differential test: the jitted CPU against the reference interpreter, on random programs.
+
+Hypothesis builds random but meaningful machines -- a program of mostly valid instructions whose
+registers hold useful addresses, a vector table with small trap handlers, page tables of 1..4
+levels with random permissions, a small TLB (so entries collide), the timer, strict mode and
+intercepts -- runs each through :class:`naive.NaiveMachine` and through the jitted
+``kernel_sim.cpu.run_native``, and compares the *whole* state: registers, every ``ctrl`` slot, all
+of memory, the TLB, every counter, the console, the trace and the stop reason.
+
+After the batch the test checks that the batch really exercised the machine: every opcode of the
+ISA retired at least once, every trap kind (#DE, #UD, #GP, #PF, timer, system call) was delivered
+and every stop reason occurred.  A generator that silently stopped producing, say, page faults
+would otherwise make this test pass without testing anything.
+
+Settings: ``KERNEL_SIM_FUZZ_EXAMPLES`` (default 500) sets the number of programs; with
+``KERNEL_SIM_FUZZ=1`` (``make fuzz``) the examples are random instead of a fixed, derandomized set.
+"""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from naive import NaiveMachine
+
+from kernel_sim import isa
+from kernel_sim import state as S
+
+FUZZ = os.environ.get("KERNEL_SIM_FUZZ", "").strip() == "1"
+EXAMPLES = int(os.environ.get("KERNEL_SIM_FUZZ_EXAMPLES", "500"))
+
+# ---- memory layout of a generated machine (64 or 128 KiB of physical memory) ------------------
+PAGE = isa.PAGE_SIZE
+TVB_ADDR = 0x0000           # page 0: the vector table
+HANDLERS = 0x1000           # page 1: trap handlers (ring 0 code)
+CODE = 0x2000               # pages 2-3: the program
+USER_STACK = 0x5000         # page 4 holds the user stack (sp starts at its top)
+KERNEL_STACK = 0x6000       # page 5 holds the kernel stack (KSP)
+DATA = 0x6000               # pages 6-7: data
+TABLES = 0x8000             # pages 8..11: page tables, root first, leaf last
+ALIAS_VA = 0x400000         # with 2+ levels, root entry 1 may alias the low 4 MiB here
+TRAP_VECTORS = (isa.VEC_DE, isa.VEC_UD, isa.VEC_GP, isa.VEC_PF, isa.VEC_TIMER, isa.VEC_SYSCALL)
+ALL_STOPS = (S.STOP_BUDGET, S.STOP_HALT, S.STOP_UNHANDLED_TRAP, S.STOP_TRAP_EXIT,
+             S.STOP_TRIPLE_FAULT, S.STOP_UNTIL)
+CTRL_NAMES = {v: k for k, v in vars(S).items() if k.startswith("C_") and isinstance(v, int)}
+PERMS = (isa.PTE_P, isa.PTE_W, isa.PTE_U, isa.PTE_A, isa.PTE_D)
+
+
+@dataclass
+class Case:
+    """One generated machine: settings, initial state and memory contents."""
+
+    memory_size: int
+    levels: int
+    tlb_size: int
+    strict: bool
+    ring: int
+    costs: List[int]
+    console_size: int
+    trace_size: int
+    budget: int
+    until: Optional[int]
+    program: List[int]
+    regs: List[int]
+    ctrl: Dict[int, int]                   # ctrl index -> initial value
+    words: Dict[int, int]                  # physical word index -> initial value (others 0)
+    tlb: Dict[int, Tuple[int, int]] = field(default_factory=dict)   # slot -> (key, value)
+    intercept: Tuple[int, ...] = ()
+
+    def __repr__(self) -> str:
+        ctrl = ", ".join(f"{CTRL_NAMES[i]}={v:#x}" for i, v in sorted(self.ctrl.items()))
+        lines = [f"Case(memory={self.memory_size}, levels={self.levels}, tlb={self.tlb_size}, "
+                 f"strict={self.strict}, ring={self.ring}, budget={self.budget}, "
+                 f"until={self.until}, console={self.console_size}, trace={self.trace_size},",
+                 f"  intercept={self.intercept}, tlb_entries={self.tlb},",
+                 f"  regs={[hex(r) for r in self.regs]},", f"  ctrl: {ctrl},",
+                 f"  costs[:256] nonzero sample={self.costs[:8]}..., extras={self.costs[256:260]}",
+                 "  program:"]
+        lines += [f"    {CODE + 4 * n:#07x}: {disassemble(w)}" for n, w in enumerate(self.program)]
+        lines.append("  other memory words:")
+        code = range(CODE // 4, CODE // 4 + len(self.program))
+        lines += [f"    [{4 * i:#07x}] = {v:#010x}  {disassemble(v)}"
+                  for i, v in sorted(self.words.items()) if i not in code]
+        return "\n".join(lines) + ")"
+
+
+def disassemble(word: int) -> str:
+    """A self-contained disassembly for failure messages (no dependency on the assembler)."""
+    op, a, b, imm = isa.decode(word)
+    ins = isa.BY_OPCODE.get(op)
+    if ins is None:
+        return f".word {word:#010x}  (invalid opcode {op:#04x})"
+    if ins.fmt == "j":
+        return f"{ins.mnemonic} {isa.sign24(word):+d}"
+    if ins.fmt == "none":
+        return ins.mnemonic
+    return f"{ins.mnemonic} a=r{a} b=r{b} imm={imm:#06x} ({isa.sign16(imm):+d}, c=r{imm & 15})"
+
+
+# ---- strategies ---------------------------------------------------------------------------
+# Strategies are built once at import: building them inside the draws costs more than the run.
+E = isa.encode
+SCRATCH = 14                 # handlers use r14 for their own work
+P, W, U = isa.PTE_P, isa.PTE_W, isa.PTE_U
+
+REG = st.one_of(st.integers(0, 13), st.integers(0, 15))   # mostly not r14 / sp
+ANY_REG = st.integers(0, 15)
+ANY_WORD = st.integers(0, isa.WORD_MASK)
+PERCENT = st.integers(0, 99)
+INVALID_OPCODE = st.sampled_from([0x00, 0x05, 0x2F, 0x64, 0xF0, 0xFF])
+IMM16 = st.integers(0, 0xFFFF)
+SMALL_IMM = st.one_of(st.integers(-8, 8), IMM16)
+SHIFT_IMM = st.one_of(st.integers(0, 33), IMM16)
+MEM_IMM = st.one_of(st.integers(-6, 6).map(lambda k: 4 * k), st.integers(-9, 9), IMM16)
+C_FIELD = st.tuples(ANY_REG, st.sampled_from([0, 0, 0, 0x1230])).map(lambda t: t[0] | t[1])
+FAR_OFFSET = st.integers(-(1 << 15), (1 << 15) - 1)
+PORT = st.sampled_from([isa.PORT_CONSOLE, isa.PORT_CONSOLE, isa.PORT_TIMER, isa.PORT_TICKS,
+                        0x99, 0xFFFF])
+CR = st.one_of(st.integers(0, isa.NUM_CRS - 1), st.integers(0, isa.NUM_CRS - 1), IMM16)
+# control-register writes are rare in real code and usually wreck the machine: halve them
+OPCODES = st.sampled_from([i for i in isa.INSTRUCTIONS for _ in range(2)
+                           if i.opcode != isa.OP_WRCR or _ == 0])
+
+
+@st.composite
+def instruction(draw, index: int, length: int):
+    """One instruction word, biased toward valid encodings with useful operands."""
+    choice = draw(PERCENT)
+    if choice < 3:
+        return draw(ANY_WORD)                                   # anything at all
+    if choice < 5:
+        return E(draw(INVALID_OPCODE), draw(ANY_REG), draw(ANY_REG), draw(IMM16))
+    ins = draw(OPCODES)
+    op, fmt = ins.opcode, ins.fmt
+    if fmt == "none":
+        return E(op)
+    if fmt == "a":
+        return E(op, draw(REG))
+    if fmt == "ab":
+        return E(op, draw(REG), draw(ANY_REG))
+    if fmt == "abc":
+        return E(op, draw(REG), draw(ANY_REG), draw(C_FIELD))
+    if fmt in ("abi", "abu", "ai", "au"):
+        return E(op, draw(REG), draw(ANY_REG), draw(SMALL_IMM))
+    if fmt == "abs":
+        return E(op, draw(REG), draw(ANY_REG), draw(SHIFT_IMM))
+    if fmt == "mem":
+        return E(op, draw(REG if op == isa.OP_LD else ANY_REG), draw(ANY_REG), draw(MEM_IMM))
+    if fmt in ("br", "j"):
+        if draw(PERCENT) < 5:
+            offset = draw(FAR_OFFSET)
+        else:
+            offset = draw(st.integers(0, max(0, length - 1))) - (index + 1)
+        if fmt == "j":
+            return isa.encode_j(op, offset)
+        return E(op, draw(ANY_REG), draw(ANY_REG), offset)
+    if fmt == "in":
+        return E(op, draw(REG), 0, draw(PORT))
+    if fmt == "out":
+        return E(op, draw(ANY_REG), 0, draw(PORT))
+    if fmt == "rdcr":
+        return E(op, draw(REG), 0, draw(CR))
+    if fmt == "wrcr":
+        return E(op, draw(ANY_REG), 0, draw(CR))
+    raise AssertionError(f"format {fmt} not handled")   # pragma: no cover
+
+
+HANDLER_BODIES = {
+    # skip the faulting instruction: return pc += 4
+    "skip": [E(isa.OP_LD, SCRATCH, isa.SP, 4), E(isa.OP_ADDI, SCRATCH, SCRATCH, 4),
+             E(isa.OP_ST, SCRATCH, isa.SP, 4)],
+    "retry": [],
+    "count": [E(isa.OP_ADDI, 13, 13, 1)],
+    "report": [E(isa.OP_RDCR, SCRATCH, 0, isa.CR_FAULT_ADDR),
+               E(isa.OP_OUT, SCRATCH, 0, isa.PORT_CONSOLE)],
+}
+HANDLER_KIND = st.sampled_from(["installed"] * 12 + ["missing", "garbage"])
+HANDLER_BODY = st.sampled_from(sorted(HANDLER_BODIES))
+HANDLER_EXIT = st.sampled_from([isa.OP_IRET] * 4 + [isa.OP_SYSRET, isa.OP_HLT])
+GARBAGE_HANDLER = st.sampled_from([DATA + 0x100, 0x3FFC, 0xFFFFFFF0, 0x7001])
+
+
+@st.composite
+def handlers(draw):
+    """Handler code for the six trap kinds; returns (words at HANDLERS, vector -> address)."""
+    words: List[int] = []
+    table: Dict[int, int] = {}
+    for vector in TRAP_VECTORS:
+        kind = draw(HANDLER_KIND)
+        if kind == "missing":
+            continue
+        if kind == "garbage":
+            table[vector] = draw(GARBAGE_HANDLER)
+            continue
+        table[vector] = HANDLERS + 4 * len(words)
+        body = list(HANDLER_BODIES[draw(HANDLER_BODY)])
+        if draw(PERCENT) < 40:
+            body.append(draw(instruction(0, 1)))
+        words += body + [E(draw(HANDLER_EXIT))]
+    return words, table
+
+
+def page_perms(rng: random.Random, page: int, levels: int, ring: int) -> int:
+    """PTE bits (P, W, U and preset A/D) of identity-mapped physical page ``page``.
+
+    The pages the kernel needs (vector table, handlers, kernel stack, code, user stack) are
+    almost always usable; the rest get any combination, including not present.
+    """
+    if page in (0, 1, 5) or 8 <= page < 8 + levels:          # kernel data, code, tables
+        perms = P | W | (U if rng.random() < 0.2 else 0)
+    elif page in (2, 3):                                       # the program
+        perms = P | (U if ring == 3 or rng.random() < 0.5 else 0) | (W if rng.random() < .3 else 0)
+    elif page == 4:                                            # the user stack
+        perms = P | W | U
+    else:
+        perms = rng.choice([0, P, P | W, P | U, P | W | U, P | W | U])
+    if perms and rng.random() < 0.03:
+        perms = rng.choice([0, P, P | U])                      # sometimes broken anyway
+    return perms | rng.choice([0, 0, 0, isa.PTE_A, isa.PTE_A | isa.PTE_D])
+
+
+SETTINGS = st.tuples(st.sampled_from([64 << 10, 64 << 10, 128 << 10]), st.integers(1, 4),
+                     st.sampled_from([1, 2, 4, 8, 16]), st.booleans(),
+                     st.sampled_from([0, 0, 1, 2, 3, 3]))
+SEED = st.integers(0, 2 ** 32)
+LENGTH = st.integers(4, 40)
+ENDING = st.sampled_from(["fall", "hlt", "loop", "loop"])
+TVB_CHOICE = st.sampled_from(["table"] * 16 + ["none", "none", "beyond"])
+INNER_PERMS = st.sampled_from([P | W | U] * 40 + [P | W, P | U, 0])
+ASID = st.sampled_from([0, 0, 1, 2])
+SP_CHOICE = st.sampled_from([USER_STACK] * 8 + [KERNEL_STACK - 40, "end", 0x3000, 0])
+TICKS = st.sampled_from([0, 0, 1000, (1 << 32) - 3])
+PERIOD = st.integers(1, 40)
+KSP_CHOICE = st.sampled_from([KERNEL_STACK] * 16 + [USER_STACK, "beyond"])
+TLB_ASID = st.sampled_from(["same", "same", "other"])
+TLB_PERMS = st.sampled_from([0, W, U, W | U, W | U | isa.PTE_D])
+INTERCEPTS = st.lists(st.sampled_from(TRAP_VECTORS), max_size=2)
+CONSOLE_SIZE = st.sampled_from([3, 64])
+TRACE_SIZE = st.sampled_from([1, 5, 64])
+BUDGET = st.integers(20, 200)
+
+
+@st.composite
+def cases(draw) -> Case:
+    memory_size, levels, tlb_size, strict, ring = draw(SETTINGS)
+    pages = memory_size // PAGE
+    rng = random.Random(draw(SEED))       # bulk data (costs, data words, page bits) from a seed
+    costs = [rng.randrange(0, 30) for _ in range(256)] + [rng.randrange(0, 60)
+                                                          for _ in range(S.NUM_COSTS - 256)]
+    words: Dict[int, int] = {}
+
+    # the program, and how it ends
+    length = draw(LENGTH)
+    program = [draw(instruction(n, length)) for n in range(length)]
+    ending = draw(ENDING)
+    if ending == "hlt":
+        program.append(E(isa.OP_HLT))
+    elif ending == "loop":
+        program.append(isa.encode_j(isa.OP_JMP, -(len(program) + 1)))
+    for n, w in enumerate(program):
+        words[CODE // 4 + n] = w
+
+    # trap handlers and the vector table
+    handler_words, table = draw(handlers())
+    for n, w in enumerate(handler_words):
+        words[HANDLERS // 4 + n] = w
+    for vector, address in table.items():
+        words[(TVB_ADDR + 4 * vector) // 4] = address
+    tvb = {"table": TVB_ADDR, "none": isa.NO_TVB, "beyond": memory_size}[draw(TVB_CHOICE)]
+
+    # page tables: root at TABLES, one table per level, entry 0 chains down to the leaf
+    tables = [TABLES + PAGE * k for k in range(levels)]         # tables[0] is the root
+    for upper, lower in zip(tables, tables[1:]):
+        words[upper // 4] = lower | draw(INNER_PERMS)
+    leaf = tables[-1]
+    if levels == 2 and rng.random() < 0.5:
+        words[tables[0] // 4 + 1] = leaf | P | W | U               # alias: 4 MiB + x -> x
+    for page in range(pages):
+        perms = page_perms(rng, page, levels, ring)
+        if perms:
+            words[leaf // 4 + page] = page * PAGE | perms
+    for vpn in range(pages, pages + 3):                          # a few odd mappings
+        frame = rng.choice([0, DATA, memory_size, 0xFFFFF000])
+        words[leaf // 4 + vpn] = frame | rng.choice([0, P, P | W | U])
+    asid = draw(ASID)
+    ptbr = tables[0] | asid
+
+    # data, including words that look like trap frames for IRET / SYSRET / RET / POPF to pop
+    for address in (USER_STACK - 64, DATA, DATA + 0x1000):
+        for n in range(16):
+            words[address // 4 + n] = rng.choice([0, rng.randrange(9), CODE + 4 * (n % length),
+                                                  isa.FLAG_IF, rng.randrange(1 << 32)])
+
+    # registers: useful addresses and values
+    useful = st.one_of(
+        st.just(0), st.integers(0, 8), ANY_WORD,
+        st.integers(0, 0x7FF).map(lambda w: DATA + 4 * w),
+        st.integers(0, length - 1).map(lambda n: CODE + 4 * n),
+        st.integers(0, pages + 2).map(lambda p: leaf + 4 * p),
+        st.integers(0, pages - 1).map(lambda p: p * PAGE + 0x10),
+        st.sampled_from([USER_STACK - 8, KERNEL_STACK - 8, ALIAS_VA + DATA, memory_size,
+                         memory_size - 4, 0xFFFFFFFC, 0x80000000, isa.FLAG_IF, ptbr,
+                         tables[0] | 3, tables[0], 1, 5, 30, 0x41, HANDLERS]))
+    regs = [draw(useful) for _ in range(15)]
+    sp = draw(SP_CHOICE)
+    regs.append(memory_size if sp == "end" else sp)
+
+    # control state
+    paging = int(draw(PERCENT) < 75)
+    ticks = draw(TICKS)
+    period = draw(PERIOD) if draw(PERCENT) < 50 else 0
+    deadline = ticks + draw(st.integers(1, period)) if period else S.NEVER
+    ksp = draw(KSP_CHOICE)
+    ctrl = {
+        S.C_PC: CODE, S.C_CPL: ring, S.C_IF: int(draw(st.booleans())), S.C_PAGING: paging,
+        S.C_PTBR: ptbr, S.C_TVB: tvb,
+        S.C_KSP: memory_size + 8 if ksp == "beyond" else ksp,
+        S.C_SCRATCH: rng.randrange(4), S.C_FAULT_ADDR: 0, S.C_TICKS: ticks,
+        S.C_TIMER_PERIOD: period, S.C_TIMER_DEADLINE: deadline,
+        S.C_TIMER_PENDING: int(draw(PERCENT) < 10),
+    }
+
+    # stale or foreign TLB entries (the TLB is architecturally visible)
+    tlb: Dict[int, Tuple[int, int]] = {}
+    if draw(PERCENT) < 25:
+        for _ in range(rng.randrange(1, 4)):
+            vpn = rng.randrange(pages)
+            entry_asid = asid if draw(TLB_ASID) == "same" else 3
+            frame = rng.randrange(pages) * PAGE
+            tlb[vpn & (tlb_size - 1)] = (((entry_asid << 20) | vpn) + 1, frame | draw(TLB_PERMS))
+
+    intercept = tuple(sorted(set(draw(INTERCEPTS)))) if draw(PERCENT) < 30 else ()
+    until = CODE + 4 * draw(st.integers(1, length)) if draw(PERCENT) < 12 else None
+    return Case(memory_size=memory_size, levels=levels, tlb_size=tlb_size, strict=strict,
+                ring=ring, costs=costs, console_size=draw(CONSOLE_SIZE),
+                trace_size=draw(TRACE_SIZE), budget=draw(BUDGET), until=until,
+                program=program, regs=regs, ctrl=ctrl, words=words, tlb=tlb,
+                intercept=intercept)
+
+
+# ---- running both machines ----------------------------------------------------------------
+def build_reference(case: Case) -> NaiveMachine:
+    m = NaiveMachine(memory_size=case.memory_size, paging_levels=case.levels,
+                     tlb_size=case.tlb_size, strict=case.strict, ring=case.ring,
+                     costs=case.costs, console_size=case.console_size,
+                     trace_size=case.trace_size)
+    for index, value in case.words.items():
+        m.mem[index] = value & isa.WORD_MASK
+    m.regs = [r & isa.WORD_MASK for r in case.regs]
+    attrs = {S.C_PC: "pc", S.C_CPL: "cpl", S.C_IF: "if_", S.C_PAGING: "paging",
+             S.C_PTBR: "ptbr", S.C_TVB: "tvb", S.C_KSP: "ksp", S.C_SCRATCH: "scratch",
+             S.C_FAULT_ADDR: "fault_addr", S.C_TICKS: "ticks", S.C_TIMER_PERIOD: "timer_period",
+             S.C_TIMER_DEADLINE: "timer_deadline", S.C_TIMER_PENDING: "timer_pending"}
+    for index, value in case.ctrl.items():
+        setattr(m, attrs[index], value)
+    for slot, (key, value) in case.tlb.items():
+        m.tlb[2 * slot], m.tlb[2 * slot + 1] = key, value
+    for vector in case.intercept:
+        m.intercept[vector] = 1
+    m.until = -1 if case.until is None else case.until
+    return m
+
+
+def console_array(machine) -> np.ndarray:
+    buffer = getattr(machine, "console_buffer", None)
+    return machine.console if buffer is None else buffer
+
+
+def run_jitted(case: Case, initial: dict):
+    """Load the reference's initial arrays into a real Machine and run the jitted CPU."""
+    from kernel_sim.cpu import run_native
+    from kernel_sim.machine import Machine
+
+    m = Machine(memory_size=case.memory_size, paging_levels=case.levels, tlb_size=case.tlb_size,
+                strict=case.strict, ring=case.ring, console_size=case.console_size,
+                trace_size=case.trace_size)
+    console = console_array(m)
+    for name, target in (("regs", m.regs), ("ctrl", m.ctrl), ("mem", m.mem), ("tlb", m.tlb),
+                         ("counters", m.counters), ("costs", m.costs), ("console", console),
+                         ("trace", m.trace), ("intercept", m.intercept)):
+        target[...] = initial[name]
+    reason = run_native(m.regs, m.ctrl, m.mem, m.tlb, m.costs, m.counters, console, m.trace,
+                        m.intercept, case.budget)
+    arrays = dict(regs=m.regs, ctrl=m.ctrl, mem=m.mem, tlb=m.tlb, counters=m.counters,
+                  console=console, trace=m.trace)
+    return int(reason), {k: np.array(v) for k, v in arrays.items()}
+
+
+def differences(expected: dict, actual: dict) -> List[str]:
+    """Readable differences between two exported states (reference first)."""
+    out = []
+    for name in ("regs", "ctrl", "tlb", "counters", "mem", "console", "trace"):
+        want, got = np.asarray(expected[name]), np.asarray(actual[name])
+        if want.shape != got.shape:
+            out.append(f"{name}: shape {want.shape} (reference) != {got.shape} (jitted)")
+            continue
+        bad = np.argwhere(want != got)
+        for index in bad[:12]:
+            i = tuple(int(x) for x in index)
+            label = f"{name}{list(i)}"
+            if name == "ctrl":
+                label = f"ctrl[{CTRL_NAMES.get(i[0], i[0])}]"
+            elif name == "counters":
+                c = i[0]
+                label = (f"counters[{S.EVENT_NAMES[c]}]" if c < S.NUM_NAMED_EVENTS else
+                         f"counters[vector {c - S.EV_VECTOR_BASE}]" if c < S.EV_OP_BASE else
+                         f"counters[op {isa.BY_OPCODE.get(c - S.EV_OP_BASE, c)}]")
+                if c >= S.EV_OP_BASE and (c - S.EV_OP_BASE) in isa.BY_OPCODE:
+                    label = f"counters[op {isa.BY_OPCODE[c - S.EV_OP_BASE].mnemonic}]"
+            elif name == "mem":
+                label = f"mem[{4 * i[0]:#x}]"
+            out.append(f"{label}: reference {int(want[i]):#x}, jitted {int(got[i]):#x}")
+        if len(bad) > 12:
+            out.append(f"{name}: ... {len(bad) - 12} more differences")
+    return out
+
+
+class Coverage:
+    """What a batch of generated programs exercised, according to the reference."""
+
+    def __init__(self):
+        self.opcodes = set()
+        self.vectors = set()
+        self.stops = set()
+        self.examples = 0
+
+    def record(self, counters, stop: int) -> None:
+        self.examples += 1
+        self.opcodes |= {i.opcode for i in isa.INSTRUCTIONS if counters[S.EV_OP_BASE + i.opcode]}
+        self.vectors |= {v for v in TRAP_VECTORS if counters[S.EV_VECTOR_BASE + v]}
+        self.stops.add(stop)
+
+    def missing(self) -> List[str]:
+        out = [f"opcode {i.mnemonic} never retired" for i in isa.INSTRUCTIONS
+               if i.opcode not in self.opcodes]
+        out += [f"vector {isa.VECTOR_NAMES[v]} never delivered" for v in TRAP_VECTORS
+                if v not in self.vectors]
+        out += [f"stop reason {S.STOP_NAMES[r]!r} never happened" for r in ALL_STOPS
+                if r not in self.stops]
+        return out
+
+
+def run_reference(case: Case):
+    m = build_reference(case)
+    initial = m.export()
+    reason = m.run(case.budget, case.until)
+    return initial, reason, m.export()
+
+
+# ---- the tests ----------------------------------------------------------------------------
+def _jitted_available() -> bool:
+    try:
+        from kernel_sim.cpu import run_native  # noqa: F401
+        from kernel_sim.machine import Machine  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_jit = pytest.mark.skipif(not _jitted_available(),
+                               reason="kernel_sim.cpu.run_native is not importable")
+
+
+@needs_jit
+def test_machine_power_on_state_matches_reference():
+    from kernel_sim.machine import Machine
+
+    for levels, ring, strict in ((1, 0, False), (4, 3, True)):
+        m = Machine(memory_size=64 << 10, paging_levels=levels, tlb_size=8, strict=strict,
+                    ring=ring, console_size=16, trace_size=8)
+        ref = NaiveMachine(memory_size=64 << 10, paging_levels=levels, tlb_size=8,
+                           strict=strict, ring=ring, console_size=16, trace_size=8).export()
+        actual = dict(regs=m.regs, ctrl=m.ctrl, mem=m.mem, tlb=m.tlb, counters=m.counters,
+                      console=console_array(m), trace=m.trace)
+        assert differences(ref, actual) == []
+
+
+def test_generated_cases_run_on_the_reference():
+    """The generator and the reference agree with themselves (runs without the jitted CPU)."""
+    coverage = Coverage()
+
+    @settings(max_examples=20, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(case=cases())
+    def check(case):
+        _, reason, final = run_reference(case)
+        assert reason != S.STOP_NONE
+        assert final["ctrl"][S.C_STOP_REASON] == reason
+        coverage.record(final["counters"], reason)
+
+    check()
+    assert coverage.examples >= 20
+
+
+@needs_jit
+def test_jitted_cpu_matches_reference_on_random_programs():
+    coverage = Coverage()
+
+    @settings(max_examples=EXAMPLES, derandomize=not FUZZ, deadline=None,
+              database=None if not FUZZ else settings.default.database,
+              suppress_health_check=list(HealthCheck), print_blob=True)
+    @given(case=cases())
+    def check(case):
+        initial, ref_reason, expected = run_reference(case)
+        coverage.record(expected["counters"], ref_reason)
+        jit_reason, actual = run_jitted(case, initial)
+        diffs = differences(expected, actual)
+        if jit_reason != ref_reason:
+            diffs.insert(0, f"stop reason: reference {S.STOP_NAMES[ref_reason]}, "
+                            f"jitted {S.STOP_NAMES.get(jit_reason, jit_reason)}")
+        assert not diffs, "jitted CPU differs from the reference:\n  " + "\n  ".join(diffs)
+
+    check()
+    missing = coverage.missing()
+    assert not missing, (f"{coverage.examples} generated programs did not exercise the whole "
+                         "machine:\n  " + "\n  ".join(missing))
