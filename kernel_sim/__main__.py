@@ -1,17 +1,118 @@
-"""TEMPORARY command-line entry point (only `lab`); the lead engineer replaces
-this file with the full CLI (`run`, `warmup`, `lab`)."""
+"""Command line: ``python -m kernel_sim <command>``.
 
+Commands
+--------
+``run FILE.s``   assemble and run a program, print the report (``--json`` for one JSON object)
+``warmup``       compile the jitted kernels into Numba's on-disk cache (run once after install)
+``lab``          open the course in JupyterLab (what ``make lab`` does)
+``isa``          print the ISA reference (instructions, classes, vectors, ports, system calls)
+
+A malformed program prints ``FILE:LINE:COL: message`` and exits with status 1 -- never a Python
+traceback.  Bad settings (an impossible ring, a memory size too large) exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
 import sys
+import time
+from typing import List, Optional
 
 
-def main(argv=None):
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m kernel_sim",
+                                description="kernel_sim: learn virtualization by running it.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    r = sub.add_parser("run", help="assemble and run a program, print the report")
+    r.add_argument("file", help="assembly source file (.s)")
+    r.add_argument("--ring", type=int, default=0, help="privilege level to start in (0..3)")
+    r.add_argument("--paging-levels", type=int, default=2,
+                   help="page-table levels the MMU walks when the program enables paging (1..4)")
+    r.add_argument("--tlb-size", type=int, default=64, help="TLB entries (a power of two)")
+    r.add_argument("--strict", action="store_true",
+                   help="make sensitive unprivileged instructions trap outside ring 0")
+    r.add_argument("--count", type=int, default=10_000_000,
+                   help="instruction budget (default 10 000 000)")
+    r.add_argument("--define", "-D", action="append", default=[], metavar="NAME[=VALUE]",
+                   help="define a name for conditional assembly (.if NAME)")
+    r.add_argument("--json", action="store_true", help="print one JSON object")
+    sub.add_parser("warmup", help="compile the jitted kernels into the on-disk cache")
+    sub.add_parser("lab", help="open the course in JupyterLab", add_help=False)
+    sub.add_parser("isa", help="print the ISA reference (Markdown)")
+    return p
+
+
+def _defines(items: List[str]) -> dict:
+    out = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        out[name] = int(value, 0) if value else 1
+    return out
+
+
+def cmd_run(args) -> int:
+    from .asm import AsmError
+    from .runner import run_source
+    try:
+        with open(args.file, encoding="utf-8") as f:
+            source = f.read()
+    except OSError as exc:
+        print(f"{args.file}: cannot read: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        defines = _defines(args.define)
+    except ValueError:
+        print(f"--define: expected NAME or NAME=NUMBER, got {args.define}", file=sys.stderr)
+        return 2
+    try:
+        result = run_source(source, filename=args.file, count=args.count, ring=args.ring,
+                            paging_levels=args.paging_levels, tlb_size=args.tlb_size,
+                            strict=args.strict, defines=defines)
+    except AsmError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except (ValueError, TypeError) as exc:
+        print(f"kernel_sim: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        out = result.as_dict()
+        out["stop_description"] = result.stop_description
+        print(json.dumps(out, sort_keys=True))
+    else:
+        print(result.text())
+    return 0
+
+
+def warmup(verbose: bool = True) -> float:
+    """Compile (or load from the cache) every jitted kernel; return the seconds it took."""
+    from .warm import warm_all
+    t0 = time.perf_counter()
+    if verbose:
+        print("kernel_sim: compiling the simulator's CPU and MMU kernels "
+              "(first time about 10-30 s; later starts load them from the cache) ...",
+              flush=True)
+    warm_all()
+    dt = time.perf_counter() - t0
+    if verbose:
+        print(f"kernel_sim: kernels ready in {dt:.1f} s", flush=True)
+    return dt
+
+
+def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "lab":
-        from kernel_sim.lab import main_lab
-
+        from .lab import main_lab
         return main_lab(argv[1:])
-    print("usage: python -m kernel_sim lab [options]   (run/warmup: not written yet)",
-          file=sys.stderr)
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "warmup":
+        warmup()
+        return 0
+    if args.command == "isa":
+        from .isa_reference import isa_reference_markdown
+        print(isa_reference_markdown())
+        return 0
     return 2
 
 

@@ -122,9 +122,7 @@ FAR_OFFSET = st.integers(-(1 << 15), (1 << 15) - 1)
 PORT = st.sampled_from([isa.PORT_CONSOLE, isa.PORT_CONSOLE, isa.PORT_TIMER, isa.PORT_TICKS,
                         0x99, 0xFFFF])
 CR = st.one_of(st.integers(0, isa.NUM_CRS - 1), st.integers(0, isa.NUM_CRS - 1), IMM16)
-# control-register writes are rare in real code and usually wreck the machine: halve them
-OPCODES = st.sampled_from([i for i in isa.INSTRUCTIONS for _ in range(2)
-                           if i.opcode != isa.OP_WRCR or _ == 0])
+OPCODES = st.sampled_from(isa.INSTRUCTIONS)
 
 
 @st.composite
@@ -170,24 +168,30 @@ def instruction(draw, index: int, length: int):
     raise AssertionError(f"format {fmt} not handled")   # pragma: no cover
 
 
+SKIP = [E(isa.OP_LD, SCRATCH, isa.SP, 4),           # return pc += 4: skip the faulting
+        E(isa.OP_ADDI, SCRATCH, SCRATCH, 4),        # instruction
+        E(isa.OP_ST, SCRATCH, isa.SP, 4)]
 HANDLER_BODIES = {
-    # skip the faulting instruction: return pc += 4
-    "skip": [E(isa.OP_LD, SCRATCH, isa.SP, 4), E(isa.OP_ADDI, SCRATCH, SCRATCH, 4),
-             E(isa.OP_ST, SCRATCH, isa.SP, 4)],
-    "retry": [],
+    "nothing": [],
     "count": [E(isa.OP_ADDI, 13, 13, 1)],
     "report": [E(isa.OP_RDCR, SCRATCH, 0, isa.CR_FAULT_ADDR),
                E(isa.OP_OUT, SCRATCH, 0, isa.PORT_CONSOLE)],
+    "save": [E(isa.OP_RDCR, SCRATCH, 0, isa.CR_FAULT_ADDR),
+             E(isa.OP_WRCR, SCRATCH, 0, isa.CR_SCRATCH)],
 }
 HANDLER_KIND = st.sampled_from(["installed"] * 12 + ["missing", "garbage"])
 HANDLER_BODY = st.sampled_from(sorted(HANDLER_BODIES))
-HANDLER_EXIT = st.sampled_from([isa.OP_IRET] * 4 + [isa.OP_SYSRET, isa.OP_HLT])
+HANDLER_EXIT = st.sampled_from([isa.OP_IRET] * 5 + [isa.OP_SYSRET, isa.OP_HLT])
 GARBAGE_HANDLER = st.sampled_from([DATA + 0x100, 0x3FFC, 0xFFFFFFF0, 0x7001])
 
 
 @st.composite
 def handlers(draw):
-    """Handler code for the six trap kinds; returns (words at HANDLERS, vector -> address)."""
+    """Handler code for the six trap kinds; returns (words at HANDLERS, vector -> address).
+
+    Fault handlers mostly skip the faulting instruction (a handler that just returns would
+    retry it until the budget runs out); interrupt and system-call handlers just return.
+    """
     words: List[int] = []
     table: Dict[int, int] = {}
     for vector in TRAP_VECTORS:
@@ -199,6 +203,8 @@ def handlers(draw):
             continue
         table[vector] = HANDLERS + 4 * len(words)
         body = list(HANDLER_BODIES[draw(HANDLER_BODY)])
+        if vector not in (isa.VEC_TIMER, isa.VEC_SYSCALL) and draw(PERCENT) < 90:
+            body = SKIP + body
         if draw(PERCENT) < 40:
             body.append(draw(instruction(0, 1)))
         words += body + [E(draw(HANDLER_EXIT))]
@@ -226,14 +232,14 @@ def page_perms(rng: random.Random, page: int, levels: int, ring: int) -> int:
 
 SETTINGS = st.tuples(st.sampled_from([64 << 10, 64 << 10, 128 << 10]), st.integers(1, 4),
                      st.sampled_from([1, 2, 4, 8, 16]), st.booleans(),
-                     st.sampled_from([0, 0, 1, 2, 3, 3]))
+                     st.sampled_from([0, 0, 0, 1, 2, 3, 3]))
 SEED = st.integers(0, 2 ** 32)
 LENGTH = st.integers(4, 40)
 ENDING = st.sampled_from(["fall", "hlt", "loop", "loop"])
-TVB_CHOICE = st.sampled_from(["table"] * 16 + ["none", "none", "beyond"])
+TVB_CHOICE = st.sampled_from(["table"] * 24 + ["none", "none", "beyond"])
 INNER_PERMS = st.sampled_from([P | W | U] * 40 + [P | W, P | U, 0])
 ASID = st.sampled_from([0, 0, 1, 2])
-SP_CHOICE = st.sampled_from([USER_STACK] * 8 + [KERNEL_STACK - 40, "end", 0x3000, 0])
+SP_CHOICE = st.sampled_from([USER_STACK] * 12 + [KERNEL_STACK - 40, "end", 0x3000, 0])
 TICKS = st.sampled_from([0, 0, 1000, (1 << 32) - 3])
 PERIOD = st.integers(1, 40)
 KSP_CHOICE = st.sampled_from([KERNEL_STACK] * 16 + [USER_STACK, "beyond"])
