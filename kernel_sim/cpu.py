@@ -343,7 +343,7 @@ def execute(regs, ctrl, mem, tlb, counters, console, trace, intercept, budget):
             pa = pc if pc < mem_bytes else BUS_ERROR
         else:
             vpn = pc >> 12
-            i = 2 * (vpn & tlb_mask)
+            i = 2 * ((vpn ^ (vpn >> 7) ^ (vpn >> 14)) & tlb_mask)
             pa = MISS
             if tlb[i] == asid_key + vpn:
                 value = tlb[i + 1]
@@ -539,7 +539,7 @@ def execute(regs, ctrl, mem, tlb, counters, console, trace, intercept, budget):
                     pa = va if va < mem_bytes else BUS_ERROR
                 else:
                     vpn = va >> 12
-                    i = 2 * (vpn & tlb_mask)
+                    i = 2 * ((vpn ^ (vpn >> 7) ^ (vpn >> 14)) & tlb_mask)
                     pa = MISS
                     if tlb[i] == asid_key + vpn:
                         value = tlb[i + 1]

@@ -2,8 +2,9 @@
 
 How a virtual address becomes a physical one (paging on)
 -------------------------------------------------------
-1. **TLB lookup.**  The TLB caches recent translations.  Entry ``i = vpn & (S-1)`` (S entries,
-   direct-mapped) holds a *key* -- ``(asid << 20 | vpn) + 1`` -- and a *value* -- the physical
+1. **TLB lookup.**  The TLB caches recent translations.  Entry ``i = hash(vpn) & (S-1)`` (S entries,
+   direct-mapped; the hash XOR-folds high page-number bits into the index so that code at address 0
+   and data at 2 MiB do not fight over one entry) holds a *key* -- ``(asid << 20 | vpn) + 1`` -- and a *value* -- the physical
    frame plus the permission bits W, U and D.  Tagging keys with the address-space id (ASID)
    lets translations of several processes live in the TLB at once, so a context switch need not
    flush it (x86 calls this PCID; VT-x's VPID does the same for virtual machines).
@@ -44,6 +45,12 @@ PF_WRITE = 2
 PF_USER = 4
 PF_FETCH = 16
 BUS_ERROR = -1000
+
+
+@njit(cache=True)
+def tlb_index(vpn, tlb_mask):
+    """Which TLB entry may hold page ``vpn``: low bits XOR-folded with higher ones."""
+    return (vpn ^ (vpn >> 7) ^ (vpn >> 14)) & tlb_mask
 
 
 @njit(cache=True)
@@ -106,7 +113,8 @@ def tlb_miss(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_mask, counters
     counters[EV_TLB_MISS] += 1
     vpn = va >> 12
     key = (((ptbr & 0xFFF) << 20) | vpn) + 1
-    pa = walk(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, vpn & tlb_mask, key, counters)
+    pa = walk(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_index(vpn, tlb_mask), key,
+              counters)
     if pa >= mem_bytes:
         return BUS_ERROR
     return pa
@@ -126,7 +134,7 @@ def translate(va, acc, cpl, paging, ptbr, levels, mem, mem_bytes, tlb, tlb_mask,
         return va
     vpn = va >> 12
     key = (((ptbr & 0xFFF) << 20) | vpn) + 1
-    i = vpn & tlb_mask
+    i = tlb_index(vpn, tlb_mask)
     if tlb[2 * i] == key:
         need = 0
         if acc & ACC_WRITE:
@@ -156,7 +164,7 @@ def invalidate_page(va, ptbr, tlb, tlb_mask):
     """INVLPG: drop the entry that would translate ``va`` in the current address space."""
     vpn = va >> 12
     key = (((ptbr & 0xFFF) << 20) | vpn) + 1
-    i = vpn & tlb_mask
+    i = tlb_index(vpn, tlb_mask)
     if tlb[2 * i] == key:
         tlb[2 * i] = 0
         tlb[2 * i + 1] = 0

@@ -55,7 +55,8 @@ retires (``OUT PORT_TIMER`` sets ``deadline = ticks + a``).
 **Paging** (when ctrl[C_PAGING] & 1).  ``levels`` (1..4) is a machine setting.  ``PTBR`` holds the
 root table's physical address (bits 31..12) and the ASID (bits 11..0).
 
-* Lookup: ``vpn = va >> 12``; ``key = (asid << 20 | vpn) + 1``; ``i = vpn & (S - 1)``.  A TLB hit
+* Lookup: ``vpn = va >> 12``; ``key = (asid << 20 | vpn) + 1``; ``i = (vpn ^ (vpn >> 7) ^ (vpn >> 14)) & (S - 1)``
+  (a direct-mapped TLB with an XOR-folded index).  A TLB hit
   is ``tlb[2i] == key``.  The value is ``frame | perms`` with perms a subset of PTE_W, PTE_U and
   PTE_D.  On a hit the access *needs* PTE_W and PTE_D for a write and PTE_U when CPL == 3; if the
   value has all it needs the hit is counted (``EV_TLB_HIT``) and ``pa = frame | (va & 0xFFF)``.
