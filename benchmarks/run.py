@@ -37,7 +37,6 @@ import hashlib
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -56,8 +55,16 @@ if str(REPO) not in sys.path:          # `python benchmarks/run.py` from a sourc
 from kernel_sim import isa  # noqa: E402
 from kernel_sim.asm import assemble  # noqa: E402
 from kernel_sim.machine import Machine  # noqa: E402
-from kernel_sim.state import (C_PAGING, C_PTBR, EV_INSTRUCTIONS, EV_TLB_HIT,  # noqa: E402
-                              EV_TLB_MISS, EV_WALK_REFS, STOP_BUDGET, STOP_NAMES)
+from kernel_sim.state import (  # noqa: E402
+    C_PAGING,
+    C_PTBR,
+    EV_INSTRUCTIONS,
+    EV_TLB_HIT,
+    EV_TLB_MISS,
+    EV_WALK_REFS,
+    STOP_BUDGET,
+    STOP_NAMES,
+)
 
 GUEST_SOURCE = HERE / "guest_loop.s"
 CREF_SOURCE = HERE / "cref.c"
@@ -94,15 +101,16 @@ def guest_program():
     return assemble(GUEST_SOURCE.read_text(), filename="guest_loop.s")
 
 
-def make_state(paging: bool) -> dict:
+def make_state(paging: bool, program=None, ring: int = 3) -> dict:
     """The initial machine state of a benchmark run: a dict of fresh NumPy arrays.
 
     The default :class:`~kernel_sim.machine.Machine` (4 MiB, 2-level paging, 64-entry TLB) in
-    ring 3 with the guest program loaded.  With ``paging`` the guest's pages are identity-mapped
-    as user pages (present, writable, user) through a two-level table at ``PT_ROOT``.
+    ring 3 with the guest program (``guest_loop.s`` unless ``program`` is given) loaded.  With
+    ``paging`` the pages in ``GUEST_PAGES`` are identity-mapped as user pages (present,
+    writable, user) through a two-level table at ``PT_ROOT``.
     """
-    m = Machine(ring=3)
-    m.load(guest_program())
+    m = Machine(ring=ring)
+    m.load(program if program is not None else guest_program())
     if paging:
         flags = isa.PTE_P | isa.PTE_W | isa.PTE_U
         m.write_word(PT_ROOT, PT_LEAF | flags)            # directory entry 0 covers 0..4 MiB
@@ -151,7 +159,8 @@ def compare_summaries(a: dict, b: dict, what: str) -> None:
     for k in sorted(set(a) | set(b)):
         if a.get(k) != b.get(k):
             if isinstance(a.get(k), list) and isinstance(b.get(k), list):
-                diffs = [(i, x, y) for i, (x, y) in enumerate(zip(a[k], b[k])) if x != y][:5]
+                pairs = enumerate(zip(a[k], b[k], strict=False))
+                diffs = [(i, x, y) for i, (x, y) in pairs if x != y][:5]
                 problems.append(f"{k}: differ at (index, first, second) {diffs}")
             else:
                 problems.append(f"{k}: {a.get(k)} != {b.get(k)}")
@@ -286,7 +295,7 @@ def measure_python(paging: bool, count: int, repeats: int) -> dict:
 
 
 _COLD_SCRIPT = r"""
-import contextlib, io, json, os, resource, sys, time
+import contextlib, io, json, os, sys, time
 t0 = time.perf_counter()
 import kernel_sim
 method = "Machine.run (no warmup command)"
@@ -312,20 +321,41 @@ print(PREFIX + json.dumps({"seconds": t1 - t0, "method": method, "stop": res.sto
 """
 
 _WARM_SCRIPT = r"""
-import json, os, resource, sys, time
+import json, os, sys, time
 from kernel_sim import Machine, assemble
 m = Machine()
 m.load(assemble(TINY))
 res = m.run(count=1000)
 t_end = time.time()
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(PREFIX + json.dumps({"seconds": t_end - float(os.environ["BENCH_T_SPAWN"]),
-                           "maxrss": rss, "stop": res.stop}))
+                           "peak_rss_mb": PEAK_RSS(), "stop": res.stop}))
 """
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB.
+
+    On Linux this is ``VmHWM`` from /proc/self/status: ``ru_maxrss`` survives ``exec`` there, so
+    a child started by a big process would report its parent's peak.
+    """
+    import resource
+    import sys
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024   # bytes on macOS
+
+
 def _script(template: str) -> str:
-    return template.replace("TINY", repr(TINY_PROGRAM)).replace("PREFIX", repr(RESULT_PREFIX))
+    import inspect
+    source = inspect.getsource(peak_rss_mb)
+    return (source + template.replace("PEAK_RSS", "peak_rss_mb")
+            .replace("TINY", repr(TINY_PROGRAM)).replace("PREFIX", repr(RESULT_PREFIX)))
 
 
 def jitted_modules() -> list:
@@ -346,15 +376,10 @@ def measure_compile_and_start(warm_repeats: int) -> dict:
             warm = _run_child([sys.executable, "-c", _script(_WARM_SCRIPT)], env,
                               "the warm-start run")
             warm_times.append(warm["seconds"])
-            rss.append(_rss_mb(warm["maxrss"]))
+            rss.append(warm["peak_rss_mb"])
     return {"cold_compile_s": cold["seconds"], "cold_compile_method": cold["method"],
             "warm_start_s": statistics.median(warm_times), "warm_start_runs": warm_times,
             "peak_rss_tiny_mb": max(rss)}
-
-
-def _rss_mb(maxrss: int) -> float:
-    # ru_maxrss is in kilobytes on Linux, in bytes on macOS
-    return maxrss / (1 << 20) if sys.platform == "darwin" else maxrss / 1024
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,12 +458,11 @@ def run_benchmark(count: int, repeats: int, python_count: int, python_repeats: i
     results["numba_vs_python"] = med["numba_flat"] / med["python_flat"]
     results["numba_vs_python_paged"] = med["numba_paged"] / med["python_paged"]
     # per-run ratios (run i of numba over run i of C) show how noisy the medians are
-    results["numba_vs_c_flat_runs"] = [n / c for n, c in zip(rates["numba_flat"],
-                                                              rates["c_flat"])]
-    results["numba_vs_c_paged_runs"] = [n / c for n, c in zip(rates["numba_paged"],
-                                                              rates["c_paged"])]
+    for label in ("flat", "paged"):
+        results[f"numba_vs_c_{label}_runs"] = [
+            n / c for n, c in zip(rates[f"numba_{label}"], rates[f"c_{label}"], strict=True)]
     results["jitted_modules"] = jitted_modules()
-    results["peak_rss_mb"] = _rss_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    results["peak_rss_mb"] = peak_rss_mb()
     results["targets"] = {}
     for key, (op, limit) in TARGETS.items():
         value = results[key]
@@ -513,6 +537,9 @@ def main(argv=None) -> int:
         count, repeats, py_count, py_repeats, warm_repeats = 1_000_000, 2, 20_000, 1, 1
     else:
         count, repeats, py_count, py_repeats, warm_repeats = 100_000_000, 5, 200_000, 3, 3
+    for name in ("count", "repeats", "python_count"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be at least 1")
     count = args.count or count
     repeats = args.repeats or repeats
     py_count = args.python_count or py_count
