@@ -8,7 +8,8 @@ read the same facts:
   marks the date as read in the source; ``verified=False`` means the date is approximate or not yet
   checked in a primary source, and everything that shows the event must say so ("about", an open
   marker, "(approx.)").
-* :data:`KINDS` -- the kinds of virtualization the seed text lists (系统、存储、网络、GPU、软件、硬件),
+* :data:`KINDS` -- the kinds of virtualization the seed text lists
+  (系统、存储、网络、GPU、软件、硬件),
   each with a short explanation and a concrete example.
 * :data:`TERMS` -- the key terms of the seed (VMM 虚拟机监视器 / 虚拟化平台, Guest VM 客户机,
   host 宿主机, the x86 rings ...) with a one-line meaning.
@@ -19,13 +20,12 @@ simulated machines and shows that neither can see the other's memory or console.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
 
 # --------------------------------------------------------------------------------------------
 # Categories of the timeline (rows of the figure), oldest idea first
 # --------------------------------------------------------------------------------------------
 #: Timeline categories, in the order the figure draws its rows (top to bottom).
-CATEGORIES: Tuple[str, ...] = (
+CATEGORIES: tuple[str, ...] = (
     "mainframe",
     "theory",
     "emulation",
@@ -37,9 +37,9 @@ CATEGORIES: Tuple[str, ...] = (
 )
 
 #: Chinese names of the categories, as the seed text words them where it has a word.
-CATEGORY_ZH: Dict[str, str] = {
+CATEGORY_ZH: dict[str, str] = {
     "mainframe": "大型机",
-    "theory": "理论",
+    "theory": "理论与测量",
     "emulation": "纯软件仿真",
     "full virtualization": "全虚拟化（无硬件支持）",
     "paravirtualization": "半虚拟化 / 类虚拟化",
@@ -49,7 +49,7 @@ CATEGORY_ZH: Dict[str, str] = {
 }
 
 # Sources, cited once here and by key in the events (full references for the notebook).
-SOURCES: Dict[str, str] = {
+SOURCES: dict[str, str] = {
     "creasy1981": 'R. J. Creasy, "The Origin of the VM/370 Time-Sharing System", '
                   "IBM Journal of Research and Development 25(5), 1981",
     "varian": 'M. Varian, "VM and the VM Community: Past, Present, and Future"',
@@ -100,8 +100,8 @@ class Event:
     category: str
     source: str
     verified: bool
-    month: Optional[int] = None
-    day: Optional[int] = None
+    month: int | None = None
+    day: int | None = None
     date_text: str = ""
 
     @property
@@ -142,7 +142,7 @@ def _e(key, year, name, short, description, category, source, verified, month=No
 
 #: The timeline, sorted by date.  Dates follow the course fact sheet; [verify] there means
 #: ``verified=False`` here.
-EVENTS: Tuple[Event, ...] = (
+EVENTS: tuple[Event, ...] = (
     _e("cp40", 1964, "IBM CP-40", "CP-40",
        "IBM's Cambridge Scientific Center builds CP-40, a 'Control Program' that gives each user "
        "a virtual System/360 on a Model 40 with added relocation hardware.",
@@ -186,7 +186,7 @@ EVENTS: Tuple[Event, ...] = (
        "Bellard describes QEMU, an emulator that translates guest code dynamically into host "
        "code, a few times slower than native on integer code.",
        "emulation", "bellard2005", True),
-    _e("vtx", 2005, "Intel VT-x (Vanderpool)", "Intel VT-x",
+    _e("vtx", 2005, "Intel VT-x (Vanderpool)", "VT-x",
        "Intel's first processors with VT-x: a VMX root / non-root mode so unmodified guest "
        "kernels can run in ring 0 while the VMM keeps control.",
        "hardware assist", "secondary", False),
@@ -197,8 +197,8 @@ EVENTS: Tuple[Event, ...] = (
        "Adams & Agesen",
        "The first hardware-assisted VMMs often ran slower than VMware's binary translator: "
        "the first hardware generation did not virtualize the MMU.",
-       "hardware assist", "adams2006", True),
-    _e("kvm", 2007, "KVM merged into Linux 2.6.20", "KVM in Linux 2.6.20",
+       "theory", "adams2006", True),
+    _e("kvm", 2007, "KVM merged into Linux 2.6.20", "KVM in Linux",
        "KVM (Kernel-based Virtual Machine) ships with Linux 2.6.20: the Linux kernel itself "
        "becomes the core of a hardware-assisted VMM, with QEMU as its device model.",
        "host-KVM", "linux2620", True, month=2, day=4),
@@ -209,7 +209,7 @@ EVENTS: Tuple[Event, ...] = (
        "Bhargava et al. analyse nested paging: a TLB miss walks guest and host page tables, "
        "24 memory references for 4 levels over 4, against 4 natively.",
        "theory", "bhargava2008", True),
-    _e("rvi", 2008, "AMD RVI nested paging (Barcelona)", "AMD RVI",
+    _e("rvi", 2008, "AMD RVI nested paging (Barcelona)", "RVI",
        "AMD's Barcelona processors add nested paging (RVI): the hardware walks guest and host "
        "page tables, no shadow page tables needed.",
        "hardware assist", "secondary", False),
@@ -220,7 +220,7 @@ EVENTS: Tuple[Event, ...] = (
        "Red Hat buys Qumranet, the company that developed KVM (about US$107M). KVM itself is "
        "GPL code in the Linux kernel and was not 'acquired'.",
        "host-KVM", "redhat2008", True, month=9, day=4),
-    _e("ept", 2009, "Intel EPT nested paging (Nehalem)", "Intel EPT",
+    _e("ept", 2009, "Intel EPT nested paging (Nehalem)", "EPT",
        "Intel's Nehalem processors add Extended Page Tables (EPT), Intel's nested paging.",
        "hardware assist", "secondary", False, date_text="about 2008-2009"),
     _e("docker", 2013, "Docker", "Docker",
@@ -234,7 +234,7 @@ EVENTS: Tuple[Event, ...] = (
 )
 
 
-def events_by_category(category: str) -> Tuple[Event, ...]:
+def events_by_category(category: str) -> tuple[Event, ...]:
     """The events of one category, in date order (raises ValueError for an unknown category)."""
     if category not in CATEGORIES:
         raise ValueError(f"unknown category {category!r}; known: {', '.join(CATEGORIES)}")
@@ -269,7 +269,7 @@ class Kind:
     example: str
 
 
-KINDS: Tuple[Kind, ...] = (
+KINDS: tuple[Kind, ...] = (
     Kind("system", "system virtualization", "系统虚拟化",
          "A whole computer -- CPU, memory and devices -- is virtualized, so several operating "
          "systems run side by side on one physical machine, each in its own virtual machine "
@@ -302,10 +302,10 @@ KINDS: Tuple[Kind, ...] = (
          "VMware Workstation's binary translator on pre-VT-x processors."),
     Kind("hardware", "hardware(-assisted) virtualization", "硬件虚拟化",
          "The processor itself helps the VMM: a new mode for guests (Intel's VMX non-root "
-         "operation, AMD-V's guest mode), exits to the VMM on chosen events, and nested page tables. (In English, "
-         "'hardware virtualization' often also means virtualizing the hardware platform, i.e. "
-         "system virtualization: the words overlap.)",
-         "Intel VT-x and AMD-V, used by KVM, Xen HVM guests, Hyper-V and VMware's current VMMs."),
+         "operation, AMD-V's guest mode), exits to the VMM on chosen events, and nested page "
+         "tables. (In English, 'hardware virtualization' often also means virtualizing the "
+         "hardware platform, i.e. system virtualization: the words overlap.)",
+         "Intel VT-x and AMD-V, which KVM requires and Xen uses for its HVM guests."),
 )
 
 
@@ -340,7 +340,7 @@ class Term:
     meaning: str
 
 
-TERMS: Tuple[Term, ...] = (
+TERMS: tuple[Term, ...] = (
     Term("virtualization", "虚拟化",
          "presenting physical resources (CPU, memory, disks, network) as abstract ones that can "
          "be split or combined"),
@@ -443,6 +443,15 @@ def run_two_machines(names: str = "AB", memory_size: int = 64 << 10):
     return out
 
 
+def two_machines_html(results) -> str:
+    """The rows of :func:`run_two_machines` as an HTML table."""
+    header = ("machine", "cell address", "value in the cell", "console", "stop", "instructions")
+    rows = [(r["machine"], r["cell_address"], repr(r["cell_value"]), repr(r["console"]),
+             r["stop"], r["instructions"]) for r in results]
+    return _table_html(header, rows)
+
+
 __all__ = ["CATEGORIES", "CATEGORY_ZH", "SOURCES", "Event", "EVENTS", "events_by_category",
            "event", "timeline_rows", "Kind", "KINDS", "kind", "kinds_rows", "kinds_html", "Term",
-           "TERMS", "terms_rows", "terms_html", "TWO_MACHINES_SOURCE", "run_two_machines"]
+           "TERMS", "terms_rows", "terms_html", "TWO_MACHINES_SOURCE", "run_two_machines",
+           "two_machines_html"]

@@ -8,12 +8,12 @@
 * :func:`show_categories` hides or shows rows of a timeline figure (the category filter widget
   calls it inside ``batch_update``).
 * :func:`vmm_models_figure` draws the layers of a virtualized computer twice: the hypervisor
-  model (type 1) and the host model (type 2, KVM's shape), naming the VMM, the guests and the host.
+  model (type 1) and the host model (type 2), naming the VMM, the guests and the host.
 """
 from __future__ import annotations
 
 import textwrap
-from typing import Dict, Iterable, Optional, Tuple
+from collections.abc import Iterable
 
 import plotly.graph_objects as go
 
@@ -21,7 +21,7 @@ from .. import history
 from .style import PALETTE, style_figure
 
 #: Colour and marker symbol of every category (colour + shape: readable without colour vision).
-CATEGORY_STYLE: Dict[str, Tuple[str, str]] = {
+CATEGORY_STYLE: dict[str, tuple[str, str]] = {
     "mainframe": (PALETTE[0], "circle"),             # blue
     "theory": (PALETTE[6], "diamond"),                # yellow: all its dates are checked (filled)
     "emulation": (PALETTE[2], "square"),              # bluish green
@@ -34,7 +34,7 @@ CATEGORY_STYLE: Dict[str, Tuple[str, str]] = {
 assert set(CATEGORY_STYLE) == set(history.CATEGORIES)
 
 APPROX_LEGEND = "open marker, ≈: date approximate or not yet checked"
-OUTLINE = "#333333"
+OUTLINE = PALETTE[7]   # black outlines and labels
 MIN_GAP = 0.45   # years: markers closer than this in one row are spread apart for readability
 
 
@@ -64,60 +64,93 @@ def _positions(events) -> list:
     return xs
 
 
-def timeline_figure(categories: Optional[Iterable[str]] = None, widget: bool = False,
-                    height: int = 560):
+#: The two panels of the broken time axis (years).  No event of the table falls between them.
+ERAS = ((1962.0, 1978.0), (1992.0, 2016.5))
+
+
+def timeline_figure(categories: Iterable[str] | None = None, widget: bool = False,
+                    height: int = 600, width: int | None = None):
     """The history of virtualization as an interactive timeline.
 
-    One trace per category (all are built; those not in ``categories`` start hidden, so a widget
-    can show them again).  Hover over a marker for the event, its date and its source.
-    ``widget=True`` returns a ``go.FigureWidget`` for use with ipywidgets.
+    The time axis is broken in two panels (:data:`ERAS`: the mainframe era and 1992 onwards)
+    because nothing in the table happens in between; both panels are in years.  Each category has
+    a legend entry (click it to hide or show the row) and its markers in both panels share its
+    ``legendgroup``.  Rows not in ``categories`` start hidden, so a widget can show them again.
+    Hover over a marker for the event, its date and its source.  ``widget=True`` returns a
+    ``go.FigureWidget`` for use with ipywidgets (give it a ``width`` in pixels: a FigureWidget
+    does not stretch to the notebook's width the way a static figure does).
     """
+    from plotly.subplots import make_subplots
+
     shown = set(history.CATEGORIES if categories is None else categories)
     unknown = shown - set(history.CATEGORIES)
     if unknown:
         raise ValueError(f"unknown categories {sorted(unknown)}; "
                          f"known: {', '.join(history.CATEGORIES)}")
-    fig = go.FigureWidget() if widget else go.Figure()
+    spans = [b - a for a, b in ERAS]
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.025,
+                        column_widths=[w / sum(spans) for w in spans])
     for category in history.CATEGORIES:
         colour, symbol = CATEGORY_STYLE[category]
+        visible = category in shown
+        # legend entry: the filled marker of the category (data traces below have no legend)
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=category,
+                                 legendgroup=category, visible=visible, hoverinfo="skip",
+                                 marker=dict(size=14, color=colour, symbol=symbol,
+                                             line=dict(color=OUTLINE, width=1))), row=1, col=1)
         events = history.events_by_category(category)
         xs = _positions(events)
-        # checked events first, so the legend swatch shows the filled marker
-        order = sorted(range(len(events)), key=lambda i: (not events[i].verified, i))
-        rank = {i: n for n, i in enumerate(range(len(events)))}
-        pts = [(events[i], xs[i], "top center" if rank[i] % 2 == 0 else "bottom center")
-               for i in order]
-        fig.add_trace(go.Scatter(
-            x=[x for _, x, _ in pts],
-            y=[_row_label(category)] * len(pts),
-            mode="markers+text",
-            name=category,
-            visible=category in shown,
-            text=[("≈ " if not e.verified else "") + e.short for e, _, _ in pts],
-            textposition=[pos for _, _, pos in pts],
-            textfont=dict(size=11, color=OUTLINE),
-            hovertext=[_hover(e) for e, _, _ in pts],
-            hoverinfo="text",
-            customdata=[e.key for e, _, _ in pts],
-            marker=dict(size=15, color=colour,
-                        symbol=[symbol if e.verified else symbol + "-open" for e, _, _ in pts],
-                        line=dict(color=[OUTLINE if e.verified else colour for e, _, _ in pts],
-                                  width=[1 if e.verified else 2.5 for e, _, _ in pts])),
-        ))
+        for col, (lo, hi) in enumerate(ERAS, start=1):
+            idx = [i for i in range(len(events)) if lo <= xs[i] < hi]
+            if not idx:
+                continue
+            pts = [(events[i], xs[i], "top center" if i % 2 == 0 else "bottom center")
+                   for i in idx]
+            fig.add_trace(go.Scatter(
+                x=[x for _, x, _ in pts],
+                y=[_row_label(category)] * len(pts),
+                mode="markers+text",
+                name=category,
+                legendgroup=category,
+                showlegend=False,
+                visible=visible,
+                text=[("≈ " if not e.verified else "") + e.short for e, _, _ in pts],
+                textposition=[pos for _, _, pos in pts],
+                textfont=dict(size=11, color=OUTLINE),
+                hovertext=[_hover(e) for e, _, _ in pts],
+                hoverinfo="text",
+                customdata=[e.key for e, _, _ in pts],
+                marker=dict(size=15, color=colour,
+                            symbol=[symbol if e.verified else symbol + "-open"
+                                    for e, _, _ in pts],
+                            line=dict(color=[OUTLINE if e.verified else colour
+                                             for e, _, _ in pts],
+                                      width=[1 if e.verified else 2.5 for e, _, _ in pts])),
+            ), row=1, col=col)
+        if history.events_by_category(category) and not any(
+                t.legendgroup == category and t.showlegend is False for t in fig.data):
+            raise AssertionError(f"no events drawn for {category}")  # pragma: no cover
     # legend-only entry that explains the open markers
     fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=APPROX_LEGEND,
-                             marker=dict(size=13, color="#777777", symbol="circle-open",
-                                         line=dict(width=2.5, color="#777777")),
-                             hoverinfo="skip"))
+                             marker=dict(size=13, color=OUTLINE, symbol="circle-open",
+                                         line=dict(width=2.5, color=OUTLINE)),
+                             hoverinfo="skip"), row=1, col=1)
     style_figure(fig, "Virtualization from CP-40 to containers (hover a marker for details)",
-                 x_title="year", y_title="category", height=height,
-                 legend_title="category (colour + symbol)")
+                 x_title="year", y_title=None, height=height,
+                 legend_title="category (colour + symbol):")
     rows = [_row_label(c) for c in history.CATEGORIES]
     fig.update_yaxes(categoryorder="array", categoryarray=rows[::-1], type="category",
-                     range=[-0.7, len(rows) - 0.3], automargin=True)
-    fig.update_xaxes(range=[1961, 2017], dtick=5, showgrid=True)
-    fig.update_layout(hoverlabel=dict(align="left"), margin=dict(l=200))
-    return fig
+                     range=[-0.7, len(rows) - 0.3], showgrid=True)
+    fig.update_yaxes(title_text="category", row=1, col=1)
+    for col, (lo, hi) in enumerate(ERAS, start=1):
+        fig.update_xaxes(range=[lo, hi], dtick=5 if col == 2 else 4, row=1, col=col)
+    fig.update_xaxes(title_text=f"year (axis break: {ERAS[0][1]:.0f} → {ERAS[1][0]:.0f})",
+                     row=1, col=2)
+    if width is not None:
+        fig.update_layout(width=width)
+    fig.update_layout(hoverlabel=dict(align="left"), margin=dict(l=170, b=150),
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0))
+    return go.FigureWidget(fig) if widget else fig
 
 
 def show_categories(fig, categories: Iterable[str]) -> None:
@@ -134,8 +167,8 @@ def show_categories(fig, categories: Iterable[str]) -> None:
         raise ValueError("choose at least one category")
     with fig.batch_update():
         for trace in fig.data:
-            if trace.name in history.CATEGORIES:
-                trace.visible = trace.name in chosen
+            if trace.legendgroup in history.CATEGORIES:
+                trace.visible = trace.legendgroup in chosen
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,7 +182,7 @@ def _box(fig, x0, x1, y0, y1, colour, text):
 
 
 def vmm_models_figure(height: int = 430):
-    """Two stacks of layers: hypervisor model (type 1) and host model (type 2, KVM's shape).
+    """Two stacks of layers: hypervisor model (type 1) and host model (type 2).
 
     Left, the VMM runs directly on the hardware and guests run on it.  Right, a host operating
     system owns the hardware, the VMM is a module of its kernel, and each guest VM is a process of
@@ -159,7 +192,8 @@ def vmm_models_figure(height: int = 430):
     hw, vmm, guest, host, app = PALETTE[7], PALETTE[0], PALETTE[2], PALETTE[1], PALETTE[5]
     # left: hypervisor model
     _box(fig, 0, 10, 0, 1, hw, "physical hardware: CPU, memory, disks, network")
-    _box(fig, 0, 10, 1, 2, vmm, "<b>VMM</b> (虚拟机监视器 / 虚拟化平台), ring 0<br>owns all hardware")
+    _box(fig, 0, 10, 1, 2, vmm,
+         "<b>VMM</b> (虚拟机监视器 / 虚拟化平台), ring 0<br>owns all hardware")
     for x0, n in ((0, 1), (5.1, 2)):
         _box(fig, x0, x0 + 4.9, 2, 4, guest,
              f"<b>guest VM {n}</b> (客户机)<br>guest OS kernel<br>+ its applications (ring 3)")
@@ -173,7 +207,8 @@ def vmm_models_figure(height: int = 430):
     _box(fig, 17.1, 22, 2, 4, app, "ordinary host<br>applications (ring 3)")
     fig.add_annotation(x=5, y=4.35, text="<b>hypervisor model</b> (type 1, bare metal)",
                        showarrow=False, font=dict(size=14))
-    fig.add_annotation(x=17, y=4.35, text="<b>host model</b> (type 2, hosted: KVM's shape)",
+    fig.add_annotation(x=17, y=4.35,
+                       text="<b>host model</b> (type 2, hosted; the seed puts KVM here)",
                        showarrow=False, font=dict(size=14))
     style_figure(fig, "Who is who: VMM, guest and host in two VMM models", height=height)
     fig.update_xaxes(visible=False, range=[-0.3, 22.3])
@@ -182,5 +217,5 @@ def vmm_models_figure(height: int = 430):
     return fig
 
 
-__all__ = ["CATEGORY_STYLE", "APPROX_LEGEND", "timeline_figure", "show_categories",
+__all__ = ["CATEGORY_STYLE", "APPROX_LEGEND", "ERAS", "timeline_figure", "show_categories",
            "vmm_models_figure"]
