@@ -38,8 +38,12 @@ def versions() -> Dict[str, str]:
     return out
 
 
-def setup(verbose: bool = True) -> Dict[str, str]:
-    """Check versions and warm the kernels.  Raises RuntimeError naming what to install."""
+def setup(verbose: bool = True) -> None:
+    """Check versions and warm the kernels.  Raises RuntimeError naming what to install.
+
+    Returns None so that a notebook's first cell shows only the two progress lines; call
+    :func:`versions` for the numbers.
+    """
     found = versions()
     problems = [f"{name} {found[name]} (need >= {floor})" for name, floor in REQUIRED.items()
                 if found[name] == "missing" or _version_tuple(found[name]) < _version_tuple(floor)]
@@ -55,4 +59,3 @@ def setup(verbose: bool = True) -> Dict[str, str]:
     warm_all()
     if verbose:
         print(f"ready in {time.perf_counter() - t0:.1f} s")
-    return found
