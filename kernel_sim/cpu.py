@@ -116,12 +116,7 @@ def deliver(vec, err, rp, regs, ctrl, mem, tlb, counters, trace, intercept):
     counters[EV_VECTOR_BASE + vec] += 1
     counters[EV_TRAPS] += 1
     trace_event(ctrl, trace, TRACE_TRAP, rp, (vec << 32) | err)
-    ctrl[C_DELIVERIES] += 1
     ctrl[C_PC] = rp
-    if ctrl[C_DELIVERIES] > MAX_DELIVERIES:
-        ctrl[C_STOP_VECTOR] = vec
-        ctrl[C_STOP_ERROR] = err
-        return STOP_TRIPLE_FAULT
     if intercept[vec] != 0:
         ctrl[C_STOP_VECTOR] = vec
         ctrl[C_STOP_ERROR] = err
@@ -147,6 +142,12 @@ def deliver(vec, err, rp, regs, ctrl, mem, tlb, counters, trace, intercept):
         ctrl[C_STOP_VECTOR] = vec
         ctrl[C_STOP_ERROR] = err
         return STOP_UNHANDLED_TRAP
+    # a fault storm: the guest's handlers keep faulting before retiring anything
+    ctrl[C_DELIVERIES] += 1
+    if ctrl[C_DELIVERIES] > MAX_DELIVERIES:
+        ctrl[C_STOP_VECTOR] = vec
+        ctrl[C_STOP_ERROR] = err
+        return STOP_TRIPLE_FAULT
     old_cpl = ctrl[C_CPL]
     old_sp = regs[SP]
     sp = old_sp
@@ -485,9 +486,11 @@ def execute(regs, ctrl, mem, tlb, counters, console, trace, intercept, budget):
                 elif op == OP_STI:
                     iflag = 1
                 elif op == OP_IN:
+                    ctrl[C_TICKS] = ticks
                     regs[a] = port_in(imm, ctrl, counters)
                 elif op == OP_OUT:
                     ctrl[C_TICKS] = ticks
+                    ctrl[C_TIMER_DEADLINE] = deadline
                     port_out(imm, regs[a], pc, ctrl, counters, console, trace)
                     deadline = ctrl[C_TIMER_DEADLINE]
                 elif op == OP_HLT:

@@ -11,7 +11,7 @@ ctrl       int64[64]    program counter, ring, flags, control registers, timer, 
 mem        uint32[N]    physical memory, one element per 32-bit word (byte address >> 2)
 tlb        int64[2*S]   a direct-mapped TLB of S entries: tlb[2i] = key, tlb[2i+1] = value
 costs      int64[288]   cycles: 256 per-opcode base costs, then extras at ``K_*``
-counters   int64[320]   event counters ``EV_*``; counters[EV_VECTOR_BASE + v] counts deliveries
+counters   int64[544]   event counters ``EV_*``; counters[EV_VECTOR_BASE + v] counts deliveries
                         of trap vector v
 console    uint8[M]     console output bytes; ctrl[C_CONSOLE_LEN] of them are valid
 trace      int64[T, 4]  ring buffer of events (tick, pc, kind, detail); ctrl[C_TRACE_POS] = total
@@ -89,8 +89,10 @@ root table's physical address (bits 31..12) and the ASID (bits 11..0).
    old_cpl, rp, e (so at the new sp: ``[sp]=e, [sp+4]=rp, [sp+8]=old_cpl, [sp+12]=old_flags,
    [sp+16]=old_sp``); IF = 0; pc = handler.  The handler address is the word at
    ``TVB + 4*v``, read as a supervisor access *before* the pushes.
-3. A fault while reading the vector or pushing the frame, or more than 16 deliveries in a row
-   without a retired instruction between them, stops the run with ``STOP_TRIPLE_FAULT``
+3. A fault while reading the vector or pushing the frame, or more than 16 deliveries to guest
+   handlers in a row without a retired instruction between them (counted after the checks of
+   step 1, so intercepted and unhandled traps do not count), stops the run with
+   ``STOP_TRIPLE_FAULT``
    (a real x86 would try a double-fault handler, then reset).
 
 ``IRET`` (ring 0 only) pops e (discarded), pc, cpl (& 3), flags (IF = bit 9), sp -- reading all

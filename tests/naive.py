@@ -13,16 +13,19 @@ Use it like the real machine::
     m.mem[0x1000 // 4] = encode(OP_MOVI, 1, 0, 42)
     m.pc = 0x1000
     reason = m.run(budget=100)
-    arrays = m.export()     # regs, ctrl, mem, tlb, counters, console, trace in kernel_sim.state's layout
+    arrays = m.export()     # regs, ctrl, mem, tlb, counters, ... in kernel_sim.state's layout
 
 Decisions where the contract leaves room (each is also marked ``DECISION`` in the code):
 
 * Counting a delivery (``EV_TRAPS``, the per-vector counter, ``K_TRAP`` cycles, the trace record)
   happens for every delivery, including ones that stop the run (intercepted, unhandled, triple
   fault).
-* ``C_DELIVERIES`` (the fault-storm counter) counts only deliveries that get past the intercept and
-  no-table checks; it is incremented just before the vector is read, and the 17th consecutive one
-  stops the run with ``STOP_TRIPLE_FAULT``.  Retiring an instruction resets it to 0.
+* The checks of a delivery run in the contract's order: intercept, no table, read the handler
+  (a fault: triple fault), handler 0, then the storm check, then the pushes.  ``C_DELIVERIES``
+  (the storm counter) counts only deliveries that get past the step-1 stops (intercepted or
+  unhandled traps are not delivered to the guest, so a monitor that intercepts many traps in a
+  row never sees a triple fault); the 17th consecutive one stops the run with
+  ``STOP_TRIPLE_FAULT``.  Retiring an instruction resets it to 0.
 * A triple fault changes nothing but pc (= the return pc), ``C_STOP_VECTOR``/``C_STOP_ERROR`` (the
   vector being delivered and its error code) and the stop reason; a page fault met while
   delivering does not write ``FAULT_ADDR`` nor count ``EV_PAGE_FAULTS``.
@@ -34,12 +37,13 @@ Decisions where the contract leaves room (each is also marked ``DECISION`` in th
 * ``HLT`` with IF == 1 and a timer interrupt already pending neither skips nor stops (x86: HLT
   wakes at once), even when the timer is off.
 * Clearing a TLB entry (flush, INVLPG) zeroes both its key and its value.
-* A trace record is written for every delivery (pc = return pc), every IN/OUT (pc = the
-  instruction, tick = ticks before it retires) and every stop (pc = pc at the stop).
+* A trace record is written for every delivery (pc = return pc), every OUT (pc = the
+  instruction, tick = ticks before it retires; IN is counted but not traced) and every stop
+  (pc = pc at the stop).
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -61,7 +65,7 @@ def signed(v: int) -> int:
 class Fault(Exception):
     """An exception raised by an instruction: the step catches it and delivers the vector."""
 
-    def __init__(self, vector: int, error: int = 0, address: Optional[int] = None):
+    def __init__(self, vector: int, error: int = 0, address: int | None = None):
         super().__init__(f"vector {vector} error {error:#x}")
         self.vector = vector
         self.error = error
@@ -76,27 +80,27 @@ class NaiveMachine:
     """The reference machine: the same state as :mod:`kernel_sim.state`, held in plain Python."""
 
     def __init__(self, memory_size: int = 64 << 10, paging_levels: int = 2, tlb_size: int = 16,
-                 strict: bool = False, ring: int = 0, costs: Optional[Sequence[int]] = None,
+                 strict: bool = False, ring: int = 0, costs: Sequence[int] | None = None,
                  console_size: int = 1 << 16, trace_size: int = 4096):
         assert memory_size % isa.PAGE_SIZE == 0 and 1 <= paging_levels <= 4
         assert tlb_size >= 1 and tlb_size & (tlb_size - 1) == 0
         if costs is None:   # the per-opcode costs of the ISA table, no extras
             costs = isa.cost_table() + [0] * (S.NUM_COSTS - 256)
         assert len(costs) == S.NUM_COSTS
-        self.costs: List[int] = [int(c) for c in costs]
+        self.costs: list[int] = [int(c) for c in costs]
         self.mem_bytes = memory_size
-        self.mem: List[int] = [0] * (memory_size // 4)
+        self.mem: list[int] = [0] * (memory_size // 4)
         self.tlb_size = tlb_size
-        self.tlb: List[int] = [0] * (2 * tlb_size)
-        self.counters: List[int] = [0] * S.NUM_COUNTERS
+        self.tlb: list[int] = [0] * (2 * tlb_size)
+        self.counters: list[int] = [0] * S.NUM_COUNTERS
         self.console_size = console_size
         self.console = bytearray()
         self.trace_size = trace_size
-        self.trace: List[List[int]] = [[0, 0, 0, 0] for _ in range(trace_size)]
+        self.trace: list[list[int]] = [[0, 0, 0, 0] for _ in range(trace_size)]
         self.trace_pos = 0
-        self.intercept: List[int] = [0] * isa.NUM_VECTORS
+        self.intercept: list[int] = [0] * isa.NUM_VECTORS
         # power-on state (as after an x86 reset: interrupts off, paging off, no vector table)
-        self.regs: List[int] = [0] * isa.NUM_REGS
+        self.regs: list[int] = [0] * isa.NUM_REGS
         self.regs[isa.SP] = memory_size & MASK
         self.pc = 0
         self.cpl = ring
@@ -119,7 +123,7 @@ class NaiveMachine:
         self.stop_error = 0
         self.until = -1
         self.deliveries = 0
-        self._budget: Optional[int] = None
+        self._budget: int | None = None
         self._retired_in_run = 0
 
     # ---- control registers by number (isa.CR_*) -------------------------------------------
@@ -140,14 +144,15 @@ class NaiveMachine:
         vpn = (va & MASK) >> isa.PAGE_SHIFT
         asid = self.ptbr & isa.ASID_MASK
         key = ((asid << 20) | vpn) + 1          # + 1 so that key 0 means "empty"
-        return key, vpn & (self.tlb_size - 1)
+        index = (vpn ^ (vpn >> 7) ^ (vpn >> 14)) & (self.tlb_size - 1)   # XOR-folded index
+        return key, index
 
     def tlb_clear_all(self) -> None:
         self.tlb = [0] * (2 * self.tlb_size)
         self.count(S.EV_TLB_FLUSHES)
 
     # ---- MMU --------------------------------------------------------------------------------
-    def translate(self, va: int, access: str, cpl: Optional[int] = None) -> int:
+    def translate(self, va: int, access: str, cpl: int | None = None) -> int:
         """Translate a virtual byte address; return the physical *word index*.
 
         ``access`` is READ, WRITE or FETCH; ``cpl`` is the privilege level of the access (the
@@ -217,11 +222,11 @@ class NaiveMachine:
         self.tlb[2 * i + 1] = frame | (perm & (isa.PTE_W | isa.PTE_U)) | (pte & isa.PTE_D)
         return frame | (va & 0xFFF)
 
-    def read(self, va: int, access: str = READ, cpl: Optional[int] = None) -> int:
+    def read(self, va: int, access: str = READ, cpl: int | None = None) -> int:
         return self.mem[self.translate(va, access, cpl)]
 
     # ---- trap delivery ----------------------------------------------------------------------
-    def stop(self, reason: int, vector: Optional[int] = None, error: int = 0) -> int:
+    def stop(self, reason: int, vector: int | None = None, error: int = 0) -> int:
         self.stop_reason = reason
         if vector is not None:
             self.stop_vector = vector
@@ -242,19 +247,20 @@ class NaiveMachine:
         if self.tvb == isa.NO_TVB:
             self.pc = return_pc
             return self.stop(S.STOP_UNHANDLED_TRAP, vector, error)
-        # DECISION: the storm counter counts deliveries that reach the vector table.
-        self.deliveries += 1
-        if self.deliveries > MAX_DELIVERIES_IN_A_ROW:
-            self.pc = return_pc
-            return self.stop(S.STOP_TRIPLE_FAULT, vector, error)
         try:
-            handler = self.read(self.tvb + 4 * vector, READ, cpl=0)
+            handler = self.read(self.tvb + 4 * vector, READ, cpl=0)   # a supervisor read
         except Fault:
             self.pc = return_pc
             return self.stop(S.STOP_TRIPLE_FAULT, vector, error)
         if handler == 0:
             self.pc = return_pc
             return self.stop(S.STOP_UNHANDLED_TRAP, vector, error)
+        # DECISION: the storm counter counts deliveries that reach a handler (the step-1 stops
+        # above are not deliveries to the guest), and is checked here, in the contract's order.
+        self.deliveries += 1
+        if self.deliveries > MAX_DELIVERIES_IN_A_ROW:
+            self.pc = return_pc
+            return self.stop(S.STOP_TRIPLE_FAULT, vector, error)
         old_sp, old_cpl, old_flags = self.regs[isa.SP], self.cpl, self.if_ << 9
         new_sp = self.ksp if old_cpl > 0 else old_sp
         frame = (old_sp, old_flags, old_cpl, return_pc, error)   # pushed in this order
@@ -263,7 +269,7 @@ class NaiveMachine:
         except Fault:
             self.pc = return_pc
             return self.stop(S.STOP_TRIPLE_FAULT, vector, error)
-        for slot, value in zip(slots, frame):
+        for slot, value in zip(slots, frame, strict=True):
             self.mem[slot] = value & MASK
         self.regs[isa.SP] = (new_sp - 20) & MASK
         self.cpl = 0
@@ -342,7 +348,7 @@ class NaiveMachine:
             return S.STOP_NONE
         return self.stop(S.STOP_HALT)
 
-    def run(self, budget: int, until: Optional[int] = None) -> int:
+    def run(self, budget: int, until: int | None = None) -> int:
         """Run until a stop; return the stop reason (a ``STOP_*`` constant)."""
         self.until = -1 if until is None else until
         self.stop_reason = S.STOP_NONE
@@ -560,8 +566,7 @@ class NaiveMachine:
         else:
             value = 0xFFFFFFFF
         self.set_reg(a, value)
-        self.count(S.EV_IO_IN)
-        self.trace_event(self.pc, S.TRACE_IO, (port << 32) | value)
+        self.count(S.EV_IO_IN)              # DECISION: reads are counted, not traced
         return self.pc + 4
 
     def op_out(self, a, b, imm, word):
@@ -652,6 +657,9 @@ class NaiveMachine:
         for index, value in values.items():
             ctrl[index] = value
         return ctrl
+
+    def console_bytes(self) -> bytes:
+        return bytes(self.console)
 
     def export(self) -> dict:
         """The full state as arrays in :mod:`kernel_sim.state`'s layout."""

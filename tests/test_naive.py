@@ -383,7 +383,8 @@ def test_console_output_and_ticks_port():
     m.run(budget=3)
     assert bytes(m.console) == b"A"
     assert (m.regs[2], m.regs[3]) == (1, 0xFFFFFFFF)
-    assert m.trace_pos == 4                          # 3 I/O records and the stop record
+    assert m.trace_pos == 2                          # the OUT record and the stop record
+    assert m.trace[0][2:] == [S.TRACE_IO, isa.PORT_CONSOLE << 32 | ord("A") | 0x100]
 
 
 def test_export_uses_the_state_layout():
@@ -395,3 +396,20 @@ def test_export_uses_the_state_layout():
     assert arrays["regs"][isa.SP] == 64 << 10
     assert arrays["counters"].shape == (S.NUM_COUNTERS,)
     assert arrays["tlb"].shape == (16,)
+
+
+def test_tlb_index_folds_high_page_bits():
+    m = machine(tlb_size=8)
+    key, index = m.tlb_key_and_index(0x80000)        # vpn 0x80: index (0x80 ^ 0x80 >> 7) & 7
+    assert (key, index) == (0x80 + 1, 1)
+    m.ptbr = 0x3000 | 5                               # the ASID tags the key, not the index
+    assert m.tlb_key_and_index(0x80000) == ((5 << 20 | 0x80) + 1, 1)
+
+
+def test_intercepted_traps_do_not_count_toward_a_fault_storm():
+    m = machine()
+    m.pc, m.deliveries = CODE, 16
+    install_handler(m, isa.VEC_UD, [encode(isa.OP_HLT)])
+    m.intercept[isa.VEC_UD] = 1
+    assert m.run(budget=1) == S.STOP_TRAP_EXIT
+    assert m.deliveries == 16
