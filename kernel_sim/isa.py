@@ -240,25 +240,39 @@ FLAG_IF = 1 << 9
 # --------------------------------------------------------------------------------------------
 # Control registers (operand of WRCR / RDCR)
 # --------------------------------------------------------------------------------------------
-CR_PAGING = 0     # bit 0: paging enabled
-CR_PTBR = 1       # page-table root: physical address of the top table | ASID in bits 11..0
-CR_FAULT_ADDR = 2 # virtual address of the last page fault (x86 CR2)
-CR_TVB = 3        # trap-vector base: address of the 256-entry vector table; 0xFFFFFFFF = none
-CR_KSP = 4        # kernel stack pointer loaded on a trap from ring > 0 (x86 TSS.esp0)
-CR_SCRATCH = 5    # a free register for the kernel (like RISC-V sscratch)
+CR_PAGING = 0
+CR_PTBR = 1
+CR_FAULT_ADDR = 2
+CR_TVB = 3
+CR_KSP = 4
+CR_SCRATCH = 5
 NUM_CRS = 6
 CR_NAMES = {"paging": CR_PAGING, "ptbr": CR_PTBR, "fault_addr": CR_FAULT_ADDR, "tvb": CR_TVB,
             "ksp": CR_KSP, "scratch": CR_SCRATCH}
+#: What each control register means (the ISA reference prints this).
+CR_DESCRIPTIONS = {
+    "paging": "bit 0: paging enabled (writing it flushes the TLB)",
+    "ptbr": "page-table root: physical address of the top table (bits 31..12) | ASID (bits 11..0)",
+    "fault_addr": "virtual address of the last page fault (x86 CR2)",
+    "tvb": "trap-vector base: address of the 256-entry vector table (0xFFFFFFFF = none)",
+    "ksp": "kernel stack pointer loaded on a trap from ring > 0 (x86 TSS.esp0)",
+    "scratch": "a free register for the kernel (like RISC-V sscratch)",
+}
 NO_TVB = 0xFFFFFFFF
 
 # --------------------------------------------------------------------------------------------
 # I/O ports (operand of IN / OUT)
 # --------------------------------------------------------------------------------------------
-PORT_CONSOLE = 0x10  # OUT: append the low byte to the console; IN: reads 0
-PORT_TIMER = 0x20    # OUT: timer period in ticks (0 = off), next deadline = now + period;
-                     # IN: the period
-PORT_TICKS = 0x21    # IN: low 32 bits of the tick counter (retired instructions + idle ticks)
+PORT_CONSOLE = 0x10
+PORT_TIMER = 0x20
+PORT_TICKS = 0x21
 PORT_NAMES = {"console": PORT_CONSOLE, "timer": PORT_TIMER, "ticks": PORT_TICKS}
+#: What each port does (the ISA reference prints this).
+PORT_DESCRIPTIONS = {
+    "console": "OUT: append the low byte to the console; IN: reads 0",
+    "timer": "OUT: timer period in ticks (0 = off), next deadline = now + period; IN: the period",
+    "ticks": "IN: low 32 bits of the tick counter (retired instructions + idle ticks)",
+}
 
 # --------------------------------------------------------------------------------------------
 # Paging

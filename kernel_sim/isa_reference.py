@@ -28,21 +28,6 @@ _SPECIAL_EXAMPLES = {"PUSH": "push r1", "POP": "pop r1", "JR": "jr r1", "CALLR":
                      "INVLPG": "invlpg r1", "GETCPL": "getcpl r1", "RDTVB": "rdtvb r1",
                      "MOVI": "movi r1, -1", "CALL": "call function"}
 
-_CR_MEANING = {
-    "paging": "bit 0: paging enabled (writing it flushes the TLB)",
-    "ptbr": "page-table root: physical address of the top table (bits 31..12) | ASID (bits 11..0)",
-    "fault_addr": "virtual address of the last page fault (x86 CR2)",
-    "tvb": "trap-vector base: address of the 256-entry vector table (0xFFFFFFFF = none)",
-    "ksp": "kernel stack pointer loaded on a trap from ring > 0 (x86 TSS.esp0)",
-    "scratch": "a free register for the kernel (like RISC-V sscratch)",
-}
-_PORT_MEANING = {
-    "console": "OUT: append the low byte to the console; IN: reads 0",
-    "timer": "OUT: timer period in ticks (0 = off), next deadline = now + period; IN: the period",
-    "ticks": "IN: low 32 bits of the tick counter (retired instructions + idle ticks)",
-}
-
-
 def syntax_example(ins: isa.Instruction) -> str:
     """A line of assembly that uses *ins* (labels ``loop`` and ``function`` assumed)."""
     if ins.mnemonic in _SPECIAL_EXAMPLES:
@@ -113,11 +98,11 @@ def isa_reference_markdown() -> str:
                         [[str(v), n] for v, n in sorted(isa.VECTOR_NAMES.items())]) + "\n")
     parts.append("## Control registers (`rdcr` / `wrcr`)\n")
     parts.append(_table(["name", "number", "meaning"],
-                        [[f"`{n}`", str(v), _CR_MEANING.get(n, "")]
+                        [[f"`{n}`", str(v), isa.CR_DESCRIPTIONS[n]]
                          for n, v in sorted(isa.CR_NAMES.items(), key=lambda kv: kv[1])]) + "\n")
     parts.append("## I/O ports (`in` / `out`)\n")
     parts.append(_table(["name", "number", "meaning"],
-                        [[f"`{n}`", f"0x{v:02X}", _PORT_MEANING.get(n, "")]
+                        [[f"`{n}`", f"0x{v:02X}", isa.PORT_DESCRIPTIONS[n]]
                          for n, v in sorted(isa.PORT_NAMES.items(), key=lambda kv: kv[1])]) + "\n")
     parts.append("## System calls of the course's guest kernels\n")
     parts.append("`syscall` traps through vector 0x80. Number in `r0`, arguments in `r1`..`r3`, "

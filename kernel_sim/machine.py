@@ -24,9 +24,28 @@ import numpy as np
 
 from . import isa
 from .costs import cost_array
-from .state import (C_CPL, C_FAULT_ADDR, C_IF, C_KSP, C_LEVELS, C_MEM_BYTES, C_PAGING, C_PC,
-                    C_PTBR, C_SCRATCH, C_STRICT, C_TIMER_DEADLINE, C_TVB, C_UNTIL, CR_TO_CTRL,
-                    NEVER, NUM_COUNTERS, NUM_CTRL)
+from .results import Result
+from .state import (
+    C_CONSOLE_LEN,
+    C_CPL,
+    C_IF,
+    C_LEVELS,
+    C_MEM_BYTES,
+    C_PAGING,
+    C_PC,
+    C_PTBR,
+    C_STRICT,
+    C_TICKS,
+    C_TIMER_DEADLINE,
+    C_TIMER_PENDING,
+    C_TIMER_PERIOD,
+    C_TVB,
+    C_UNTIL,
+    CR_TO_CTRL,
+    NEVER,
+    NUM_COUNTERS,
+    NUM_CTRL,
+)
 
 MAX_MEMORY = 256 << 20      # 256 MiB: well inside a 1 GB Binder container
 MAX_TLB = 4096
@@ -184,8 +203,7 @@ class Machine:
         The run also stops when the CPU halts with nothing to wake it, or on a trap that has no
         handler (or that a monitor intercepts).  ``result.stop`` says which.
         """
-        from .cpu import run_native
-        from .results import Result
+        from .cpu import run_native  # imported here: importing Numba is slow, do it when needed
 
         count = _check_int("count", count, 0, MAX_COUNT)
         self.ctrl[C_UNTIL] = -1 if until is None else _check_int("until", until, 0,
@@ -200,7 +218,6 @@ class Machine:
         return self.mem[self.guest_base // 4:(self.guest_base + self.guest_size) // 4]
 
     def console_bytes(self) -> bytes:
-        from .state import C_CONSOLE_LEN
         return self.console_buffer[:int(self.ctrl[C_CONSOLE_LEN])].tobytes()
 
     def user_pages(self):
@@ -236,7 +253,6 @@ class Machine:
         state = {"pc": int(c[C_PC]), "cpl": int(c[C_CPL]), "if": int(c[C_IF])}
         for name, number in isa.CR_NAMES.items():
             state[name] = int(c[CR_TO_CTRL[number]])
-        from .state import C_TICKS, C_TIMER_PENDING, C_TIMER_PERIOD
         state.update(ticks=int(c[C_TICKS]), timer_period=int(c[C_TIMER_PERIOD]),
                      timer_deadline=int(c[C_TIMER_DEADLINE]),
                      timer_pending=int(c[C_TIMER_PENDING]))

@@ -4,10 +4,11 @@ How a virtual address becomes a physical one (paging on)
 -------------------------------------------------------
 1. **TLB lookup.**  The TLB caches recent translations.  Entry ``i = hash(vpn) & (S-1)`` (S entries,
    direct-mapped; the hash XOR-folds high page-number bits into the index so that code at address 0
-   and data at 2 MiB do not fight over one entry) holds a *key* -- ``(asid << 20 | vpn) + 1`` -- and a *value* -- the physical
-   frame plus the permission bits W, U and D.  Tagging keys with the address-space id (ASID)
-   lets translations of several processes live in the TLB at once, so a context switch need not
-   flush it (x86 calls this PCID; VT-x's VPID does the same for virtual machines).
+   and data at 2 MiB do not fight over one entry) holds a *key* -- ``(asid << 20 | vpn) + 1`` -- and
+   a *value* -- the physical frame plus the permission bits W, U and D.  Tagging keys with the
+   address-space id (ASID) lets translations of several processes live in the TLB at once, so a
+   context switch need not flush it (x86 calls this PCID; VT-x's VPID does the same for virtual
+   machines).
 2. **Page walk** on a miss.  Starting at the root table (``PTBR``), the walker reads one entry per
    level -- each read is a real memory reference, counted in ``EV_WALK_REFS`` -- sets its
    *accessed* bit, and follows it down.  Permissions are the AND of every level's W and U bits.

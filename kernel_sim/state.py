@@ -55,13 +55,13 @@ retires (``OUT PORT_TIMER`` sets ``deadline = ticks + a``).
 **Paging** (when ctrl[C_PAGING] & 1).  ``levels`` (1..4) is a machine setting.  ``PTBR`` holds the
 root table's physical address (bits 31..12) and the ASID (bits 11..0).
 
-* Lookup: ``vpn = va >> 12``; ``key = (asid << 20 | vpn) + 1``; ``i = (vpn ^ (vpn >> 7) ^ (vpn >> 14)) & (S - 1)``
-  (a direct-mapped TLB with an XOR-folded index).  A TLB hit
-  is ``tlb[2i] == key``.  The value is ``frame | perms`` with perms a subset of PTE_W, PTE_U and
-  PTE_D.  On a hit the access *needs* PTE_W and PTE_D for a write and PTE_U when CPL == 3; if the
-  value has all it needs the hit is counted (``EV_TLB_HIT``) and ``pa = frame | (va & 0xFFF)``.
-  Otherwise (a miss, or a hit lacking a needed bit) ``EV_TLB_MISS`` is counted, ``cycles +=
-  K_TLB_MISS``, and the page tables are walked.
+* Lookup: ``vpn = va >> 12``; ``key = (asid << 20 | vpn) + 1``; ``i = (vpn ^ (vpn >> 7) ^ (vpn >>
+  14)) & (S - 1)`` (a direct-mapped TLB with an XOR-folded index).  A TLB hit is ``tlb[2i] == key``.
+  The value is ``frame | perms`` with perms a subset of PTE_W, PTE_U and PTE_D.  On a hit the access
+  *needs* PTE_W and PTE_D for a write and PTE_U when CPL == 3; if the value has all it needs the hit
+  is counted (``EV_TLB_HIT``) and ``pa = frame | (va & 0xFFF)``. Otherwise (a miss, or a hit lacking
+  a needed bit) ``EV_TLB_MISS`` is counted, ``cycles += K_TLB_MISS``, and the page tables are
+  walked.
 * Walk: if ``levels * 10 + 12 < 32`` and ``va >> (levels*10 + 12) != 0``: not-present fault.
   ``table = PTBR & 0xFFFFF000``; ``perm = PTE_W | PTE_U``; for ``k = levels-1 .. 0``:
   ``idx = (va >> (12 + 10k)) & 0x3FF``; read the entry at ``table + 4*idx`` (``EV_WALK_REFS``
@@ -104,10 +104,10 @@ ring 0 IF = bit 9 of it; in rings 1..3 the IF bit is silently ignored (``EV_POPF
 when it differed from IF).  ``GETCPL a``: a = cpl.  ``RDTVB a``: a = TVB.  With ``strict`` set
 (ctrl[C_STRICT] == 1) all four raise #GP(0) when cpl > 0.
 
-**Ports.**  ``OUT PORT_CONSOLE``: append ``a & 0xFF`` to the console (if full: ``EV_CONSOLE_DROPPED``
-+= 1).  ``OUT PORT_TIMER``: period = a; if a == 0 the deadline is NEVER, else ``deadline = ticks +
-a``.  ``IN PORT_TIMER`` = period; ``IN PORT_TICKS`` = ticks & 0xFFFFFFFF; other ports read
-0xFFFFFFFF and ignore writes.  Each access counts ``EV_IO_IN``/``EV_IO_OUT``.
+**Ports.**  ``OUT PORT_CONSOLE``: append ``a & 0xFF`` to the console (if full:
+``EV_CONSOLE_DROPPED`` += 1).  ``OUT PORT_TIMER``: period = a; if a == 0 the deadline is NEVER, else
+``deadline = ticks + a``.  ``IN PORT_TIMER`` = period; ``IN PORT_TICKS`` = ticks & 0xFFFFFFFF; other
+ports read 0xFFFFFFFF and ignore writes.  Each access counts ``EV_IO_IN``/``EV_IO_OUT``.
 
 **HLT** (ring 0 only) retires, then: if IF == 1 and the timer is on, the idle ticks until the
 deadline are skipped (``ticks = deadline``, ``EV_IDLE_TICKS`` += the skipped ticks, ``cycles +=
