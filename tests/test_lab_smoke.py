@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from processes import stop_process
 
 from kernel_sim import lab
 
@@ -67,13 +68,7 @@ def lab_server(tmp_path):
     try:
         yield base, token, proc, log_path
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop_process(proc)
 
 
 def _wait_until_served(base, token, proc, log_path) -> bytes:

@@ -68,7 +68,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -80,6 +79,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from processes import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -192,13 +192,7 @@ def lab_server(tmp_path_factory, chromium_executable):
             time.sleep(0.3)
         yield server
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop_process(proc)
 
 
 # --------------------------------------------------------------------------- browser
