@@ -385,6 +385,24 @@ def measure_compile_and_start(warm_repeats: int) -> dict:
 # ---------------------------------------------------------------------------------------------
 # The benchmark
 # ---------------------------------------------------------------------------------------------
+def measure_widget_latency(repeats: int = 20) -> dict:
+    """Time the ring explorer's kernel-side callback (rerun the probe, refill the figure).
+
+    This is the part of a widget interaction the course controls; the browser's redraw comes on
+    top.  Budget: well under 100 ms once warm.
+    """
+    from kernel_sim.widgets.rings import ring_explorer
+    explorer = ring_explorer()
+    explorer.ring.value = 0                              # warm every path once
+    times = []
+    for k in range(repeats):
+        t0 = time.perf_counter()
+        explorer.ring.value = k % 4
+        times.append(time.perf_counter() - t0)
+    return {"widget_callback_ms": 1000 * statistics.median(times),
+            "widget_callback_ms_runs": [1000 * t for t in times]}
+
+
 def machine_info(cref) -> dict:
     import numba
     cpu = platform.processor() or "?"
@@ -461,6 +479,8 @@ def run_benchmark(count: int, repeats: int, python_count: int, python_repeats: i
     for label in ("flat", "paged"):
         results[f"numba_vs_c_{label}_runs"] = [
             n / c for n, c in zip(rates[f"numba_{label}"], rates[f"c_{label}"], strict=True)]
+    say("widget latency: ring explorer callback ...")
+    results.update(measure_widget_latency())
     results["jitted_modules"] = jitted_modules()
     results["peak_rss_mb"] = peak_rss_mb()
     results["targets"] = {}
@@ -504,6 +524,7 @@ def format_table(r: dict) -> str:
               f"  cold compile (empty cache): {r['cold_compile_s']:6.2f} s   "
               f"[{r['cold_compile_method']}]",
               f"  warm start to first run:    {r['warm_start_s']:6.2f} s",
+              f"  widget callback (ring explorer, median): {r['widget_callback_ms']:.1f} ms",
               f"  peak RSS: benchmark process {r['peak_rss_mb']:.0f} MB, "
               f"import + tiny program {r['peak_rss_tiny_mb']:.0f} MB",
               f"  jitted modules: {', '.join(r['jitted_modules'])}",

@@ -238,7 +238,7 @@ def test_run_py_quick_json_prints_the_required_keys():
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     for key in ("numba_vs_c_flat", "numba_vs_c_paged", "numba_vs_python", "cold_compile_s",
-                "warm_start_s", "peak_rss_mb"):
+                "warm_start_s", "peak_rss_mb", "widget_callback_ms"):
         assert isinstance(result[key], float) and result[key] > 0, key
     assert result["quick"] is True
     assert set(result["rates"]) == {f"{e}_{p}" for e in ("numba", "c", "python")
