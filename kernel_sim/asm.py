@@ -85,7 +85,7 @@ FORMAT_SYNTAX = {
     "none": "", "a": "rA", "ab": "rA, rB", "abc": "rA, rB, rC", "abi": "rA, rB, simm16",
     "abu": "rA, rB, uimm16", "abs": "rA, rB, shift", "ai": "rA, simm16", "au": "rA, uimm16",
     "mem": "rA, [rB + simm16]", "br": "rA, rB, target", "j": "target", "in": "rA, port",
-    "out": "port, rA", "rdcr": "rA, creg", "wrcr": "creg, rA",
+    "out": "port, rA", "rdcr": "rA, creg", "wrcr": "creg, rA", "u": "uimm16",
 }
 
 #: Pseudo-instructions: name -> (syntax, meaning).
@@ -967,6 +967,8 @@ class _Assembler:
         if fmt in ("ai", "au"):
             kind = "signed" if fmt == "ai" else "unsigned"
             return [isa.encode(op, ops[0], 0, self.imm(ops[1], val(ops[1]), kind, name, src))]
+        if fmt == "u":
+            return [isa.encode(op, 0, 0, self.imm(ops[0], val(ops[0]), "unsigned", name, src))]
         if fmt == "br":
             return [isa.encode(op, ops[0], ops[1], self.offset(ops[2], pc, 16, src))]
         if fmt == "j":
@@ -1082,7 +1084,7 @@ _FORMAT_PARTS = {
     "abi": ("reg", "reg", "expr"), "abu": ("reg", "reg", "expr"), "abs": ("reg", "reg", "expr"),
     "ai": ("reg", "expr"), "au": ("reg", "expr"), "mem": ("reg", "mem"),
     "br": ("reg", "reg", "expr"), "j": ("expr",), "in": ("reg", "port"), "out": ("port", "reg"),
-    "rdcr": ("reg", "creg"), "wrcr": ("creg", "reg"),
+    "rdcr": ("reg", "creg"), "wrcr": ("creg", "reg"), "u": ("expr",),
 }
 assert set(_FORMAT_PARTS) == set(isa.FORMATS) == set(FORMAT_SYNTAX)
 
@@ -1200,6 +1202,8 @@ def _unused_bits_set(fmt: str, a: int, b: int, imm: int) -> bool:
         return imm > 31
     if fmt in ("ai", "au", "in", "out", "rdcr", "wrcr"):
         return bool(b)
+    if fmt == "u":
+        return bool(a or b)
     return False
 
 
@@ -1252,6 +1256,8 @@ def _render(ins: isa.Instruction, a: int, b: int, imm: int, word: int, pc: Optio
         return f"{mn} {ra}, {isa.sign16(imm)}"
     if fmt == "au":
         return f"{mn} {ra}, 0x{imm:x}"
+    if fmt == "u":
+        return f"{mn} {imm}"
     if fmt == "mem":
         off = isa.sign16(imm)
         inner = rb if off == 0 else (f"{rb} + {off}" if off > 0 else f"{rb} - {-off}")

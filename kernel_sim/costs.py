@@ -8,7 +8,8 @@ A run's cycles are ``sum(count[event] * cost[event])`` over the events the CPU c
 * every retired instruction costs its base cycles from :data:`kernel_sim.isa.INSTRUCTIONS`;
 * a TLB miss costs ``tlb_miss`` plus ``walk_ref`` for every page-table entry the walk reads;
 * delivering a trap or interrupt (vector fetch and five-word frame push) costs ``trap``;
-* every tick the CPU sleeps in HLT waiting for the timer costs ``idle_tick``.
+* every tick the CPU sleeps in HLT waiting for the timer costs ``idle_tick``;
+* every sector the block device copies costs ``blk_sector`` (the device is synchronous).
 
 **All numbers here are model assumptions**, chosen for plausible *relative* sizes on a simple
 in-order core (a walk reference costs about as much as a cache-missing load; delivering a trap
@@ -23,7 +24,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from . import isa
-from .state import K_IDLE_TICK, K_TLB_MISS, K_TRAP, K_WALK_REF, NUM_COSTS
+from .state import K_BLK_SECTOR, K_IDLE_TICK, K_TLB_MISS, K_TRAP, K_WALK_REF, NUM_COSTS
 
 #: Extra costs in simulated cycles (model assumptions, see the module docstring).
 NATIVE_EXTRAS: Dict[str, int] = {
@@ -31,9 +32,10 @@ NATIVE_EXTRAS: Dict[str, int] = {
     "walk_ref": 20,    # assumption: one page-table entry read, about an L2-hitting load
     "trap": 50,        # assumption: vector fetch + frame push + ring switch
     "idle_tick": 1,    # one tick asleep in HLT costs one cycle of wall-clock time
+    "blk_sector": 128,  # assumption: the CPU waits while the device copies 128 words (one per cycle)
 }
 _EXTRA_INDEX = {"tlb_miss": K_TLB_MISS, "walk_ref": K_WALK_REF, "trap": K_TRAP,
-                "idle_tick": K_IDLE_TICK}
+                "idle_tick": K_IDLE_TICK, "blk_sector": K_BLK_SECTOR}
 
 
 def cost_array(overrides: Optional[Dict[str, int]] = None) -> np.ndarray:

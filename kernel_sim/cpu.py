@@ -34,10 +34,14 @@ from .mmu import (
     translate,
 )
 from .state import (
+    C_BLK_BUFFER,
+    C_BLK_SECTOR,
+    C_BLK_STATUS,
     C_CONSOLE_LEN,
     C_CPL,
     C_CYCLES,
     C_DELIVERIES,
+    C_DISK_SECTORS,
     C_FAULT_ADDR,
     C_IF,
     C_KSP,
@@ -58,6 +62,12 @@ from .state import (
     C_TRACE_POS,
     C_TVB,
     C_UNTIL,
+    BLK_BAD_ADDRESS,
+    BLK_BAD_COMMAND,
+    BLK_OK,
+    BLK_SECTOR_WORDS,
+    EV_BLK_READS,
+    EV_BLK_WRITES,
     EV_CONSOLE_DROPPED,
     EV_CR_READS,
     EV_CR_WRITES,
@@ -78,6 +88,7 @@ from .state import (
     EV_TRAPS,
     EV_VECTOR_BASE,
     EV_WALK_REFS,
+    K_BLK_SECTOR,
     K_IDLE_TICK,
     K_TLB_MISS,
     K_TRAP,
@@ -109,6 +120,12 @@ MAX_DELIVERIES = 16
 PORT_CONSOLE = 0x10
 PORT_TIMER = 0x20
 PORT_TICKS = 0x21
+PORT_BLK_SECTOR = 0x30
+PORT_BLK_BUFFER = 0x31
+PORT_BLK_COMMAND = 0x32
+PORT_BLK_SIZE = 0x33
+BLK_READ = 1
+BLK_WRITE = 2
 
 # opcodes (must equal kernel_sim.isa; tests/test_isa.py checks that they do)
 OP_NOP, OP_MOV, OP_MOVI, OP_LUI = 0x01, 0x02, 0x03, 0x04
@@ -257,6 +274,7 @@ def charge_cycles(ctrl, costs, counters, before, ops_before):
     cyc += (counters[EV_WALK_REFS] - before[1]) * costs[K_WALK_REF]
     cyc += (counters[EV_TRAPS] - before[2]) * costs[K_TRAP]
     cyc += (counters[EV_IDLE_TICKS] - before[3]) * costs[K_IDLE_TICK]
+    cyc += (counters[EV_BLK_READS] + counters[EV_BLK_WRITES] - before[4]) * costs[K_BLK_SECTOR]
     ctrl[C_CYCLES] += cyc
 
 
@@ -269,11 +287,43 @@ def port_in(port, ctrl, counters):
         return ctrl[C_TICKS] & MASK32
     if port == PORT_CONSOLE:
         return 0
+    if port == PORT_BLK_SECTOR:
+        return ctrl[C_BLK_SECTOR]
+    if port == PORT_BLK_BUFFER:
+        return ctrl[C_BLK_BUFFER]
+    if port == PORT_BLK_COMMAND:
+        return ctrl[C_BLK_STATUS]
+    if port == PORT_BLK_SIZE:
+        return ctrl[C_DISK_SECTORS]
     return MASK32
 
 
 @njit(cache=True)
-def port_out(port, value, pc, ctrl, counters, console, trace):
+def block_command(command, ctrl, mem, counters):
+    """The block device's synchronous DMA: copy one 512-byte sector between disk and memory."""
+    if command != BLK_READ and command != BLK_WRITE:
+        ctrl[C_BLK_STATUS] = BLK_BAD_COMMAND
+        return
+    sector = ctrl[C_BLK_SECTOR]
+    buf = ctrl[C_BLK_BUFFER] & 0xFFFFFFFC
+    if sector >= ctrl[C_DISK_SECTORS] or buf + 4 * BLK_SECTOR_WORDS > ctrl[C_MEM_BYTES]:
+        ctrl[C_BLK_STATUS] = BLK_BAD_ADDRESS
+        return
+    disk = (ctrl[C_MEM_BYTES] >> 2) + sector * BLK_SECTOR_WORDS
+    word = buf >> 2
+    if command == BLK_READ:
+        for k in range(BLK_SECTOR_WORDS):
+            mem[word + k] = mem[disk + k]
+        counters[EV_BLK_READS] += 1
+    else:
+        for k in range(BLK_SECTOR_WORDS):
+            mem[disk + k] = mem[word + k]
+        counters[EV_BLK_WRITES] += 1
+    ctrl[C_BLK_STATUS] = BLK_OK
+
+
+@njit(cache=True)
+def port_out(port, value, pc, ctrl, mem, counters, console, trace):
     counters[EV_IO_OUT] += 1
     trace_event(ctrl, trace, TRACE_IO, pc, (port << 32) | value)
     if port == PORT_CONSOLE:
@@ -289,6 +339,12 @@ def port_out(port, value, pc, ctrl, counters, console, trace):
             ctrl[C_TIMER_DEADLINE] = NEVER
         else:
             ctrl[C_TIMER_DEADLINE] = ctrl[C_TICKS] + value
+    elif port == PORT_BLK_SECTOR:
+        ctrl[C_BLK_SECTOR] = value
+    elif port == PORT_BLK_BUFFER:
+        ctrl[C_BLK_BUFFER] = value
+    elif port == PORT_BLK_COMMAND:
+        block_command(value, ctrl, mem, counters)
 
 
 @njit(cache=True)
@@ -328,11 +384,12 @@ def run_native(regs, ctrl, mem, tlb, costs, counters, console, trace, intercept,
 
     Also stored in ``ctrl[C_STOP_REASON]``.  See :mod:`kernel_sim.state` for the semantics.
     """
-    before = np.empty(4, np.int64)
+    before = np.empty(5, np.int64)
     before[0] = counters[EV_TLB_MISS]
     before[1] = counters[EV_WALK_REFS]
     before[2] = counters[EV_TRAPS]
     before[3] = counters[EV_IDLE_TICKS]
+    before[4] = counters[EV_BLK_READS] + counters[EV_BLK_WRITES]
     ops_before = np.empty(256, np.int64)
     for op in range(256):
         ops_before[op] = counters[EV_OP_BASE + op]
@@ -552,7 +609,7 @@ def execute(regs, ctrl, mem, tlb, counters, console, trace, intercept, budget):
                 elif op == OP_OUT:
                     ctrl[C_TICKS] = ticks
                     ctrl[C_TIMER_DEADLINE] = deadline
-                    port_out(imm, regs[a], pc, ctrl, counters, console, trace)
+                    port_out(imm, regs[a], pc, ctrl, mem, counters, console, trace)
                     deadline = ctrl[C_TIMER_DEADLINE]
                 elif op == OP_HLT:
                     counters[EV_HLT] += 1

@@ -37,6 +37,10 @@ Classes, in Popek & Goldberg's terms (1974)
   (Robin & Irvine, USENIX Security 2000).  With the machine option ``strict=True`` they trap like
   privileged instructions, and the Popek-Goldberg condition holds again.
 * ``trapping``   -- always traps to ring 0 by design (``SYSCALL``), so a monitor sees it anyway.
+* ``monitor``    -- opcodes reserved for monitors (``VMCALL`` hypercalls, the binary translator's
+  ``CALLOUT``).  The bare machine does not implement them: they raise #UD, exactly as x86's
+  VMCALL does outside a virtual machine.  A monitor that intercepts #UD reads the instruction and
+  acts on it.
 
 Popek & Goldberg's Theorem 1: a trap-and-emulate monitor can be built if every sensitive
 instruction is privileged.  :func:`popek_goldberg_violations` lists the instructions that break it.
@@ -75,7 +79,8 @@ INNOCUOUS = "innocuous"
 PRIVILEGED = "privileged"
 SENSITIVE = "sensitive"   # sensitive but NOT privileged (the Popek-Goldberg problem)
 TRAPPING = "trapping"     # always traps to ring 0 (SYSCALL)
-CLASSES = (INNOCUOUS, PRIVILEGED, SENSITIVE, TRAPPING)
+MONITOR = "monitor"       # reserved for monitors: #UD on the bare machine (VMCALL, callouts)
+CLASSES = (INNOCUOUS, PRIVILEGED, SENSITIVE, TRAPPING, MONITOR)
 
 # Operand formats: how the assembler parses and the disassembler prints each instruction.
 #   none   -- no operands                         HLT
@@ -94,8 +99,9 @@ CLASSES = (INNOCUOUS, PRIVILEGED, SENSITIVE, TRAPPING)
 #   out    -- port (imm16), a                    OUT 0x10, r1
 #   rdcr   -- a, control register (imm16)        RDCR r1, ptbr
 #   wrcr   -- control register (imm16), a        WRCR ptbr, r1
+#   u      -- unsigned imm16 only                 VMCALL 3
 FORMATS = ("none", "a", "ab", "abc", "abi", "abu", "abs", "ai", "au", "mem", "br", "j",
-           "in", "out", "rdcr", "wrcr")
+           "in", "out", "rdcr", "wrcr", "u")
 
 
 @dataclass(frozen=True)
@@ -197,6 +203,11 @@ INSTRUCTIONS: Tuple[Instruction, ...] = (
        "a = current privilege level (like reading CS on x86)"),
     _i("RDTVB",   0x63, "a",    SENSITIVE, B, 1,
        "a = trap-vector base (like x86 SIDT, the 'Red Pill')"),
+    # -- reserved for monitors: #UD on the bare machine ----------------------------------------
+    _i("VMCALL",  0xF0, "u",    MONITOR, C, 0,
+       "hypercall number imm16 to the monitor (#UD on the bare machine, like x86 VMCALL)"),
+    _i("CALLOUT", 0xF1, "u",    MONITOR, C, 0,
+       "binary-translator callout imm16 to the monitor (#UD on the bare machine)"),
 )
 
 BY_MNEMONIC: Dict[str, Instruction] = {ins.mnemonic: ins for ins in INSTRUCTIONS}
@@ -207,8 +218,10 @@ assert len(BY_MNEMONIC) == len(INSTRUCTIONS) and len(BY_OPCODE) == len(INSTRUCTI
 globals().update({"OP_" + ins.mnemonic: ins.opcode for ins in INSTRUCTIONS})
 
 #: Opcodes 0xF0..0xFF are reserved for monitors (callouts, hypercalls).  On the bare machine they
-#: raise #UD like every other undefined opcode.
+#: raise #UD like every other undefined opcode, including the two the table names.
 RESERVED_MONITOR_OPCODES = range(0xF0, 0x100)
+#: The instructions the bare CPU implements (everything but the monitor class).
+MACHINE_INSTRUCTIONS: Tuple[Instruction, ...] = tuple(i for i in INSTRUCTIONS if i.cls != MONITOR)
 
 # --------------------------------------------------------------------------------------------
 # Trap vectors (x86 numbers where x86 has one; Linux puts the timer IRQ at 32 and int 0x80)
@@ -266,12 +279,27 @@ NO_TVB = 0xFFFFFFFF
 PORT_CONSOLE = 0x10
 PORT_TIMER = 0x20
 PORT_TICKS = 0x21
-PORT_NAMES = {"console": PORT_CONSOLE, "timer": PORT_TIMER, "ticks": PORT_TICKS}
+PORT_BLK_SECTOR = 0x30
+PORT_BLK_BUFFER = 0x31
+PORT_BLK_COMMAND = 0x32
+PORT_BLK_SIZE = 0x33
+PORT_NAMES = {"console": PORT_CONSOLE, "timer": PORT_TIMER, "ticks": PORT_TICKS,
+              "blk_sector": PORT_BLK_SECTOR, "blk_buffer": PORT_BLK_BUFFER,
+              "blk_command": PORT_BLK_COMMAND, "blk_size": PORT_BLK_SIZE}
+BLK_READ = 1            # blk_command: copy the sector into memory at the buffer
+BLK_WRITE = 2           # blk_command: copy the buffer to the sector
+SECTOR_BYTES = 512
 #: What each port does (the ISA reference prints this).
 PORT_DESCRIPTIONS = {
     "console": "OUT: append the low byte to the console; IN: reads 0",
     "timer": "OUT: timer period in ticks (0 = off), next deadline = now + period; IN: the period",
     "ticks": "IN: low 32 bits of the tick counter (retired instructions + idle ticks)",
+    "blk_sector": "block device: OUT sets the sector number (512-byte sectors); IN reads it back",
+    "blk_buffer": "block device: OUT sets the physical address of the 512-byte buffer; IN reads it",
+    "blk_command": "block device: OUT 1 reads the sector into the buffer, OUT 2 writes the buffer "
+                   "to the sector (synchronous DMA); IN: status 0 ok, 1 bad sector or buffer, "
+                   "2 bad command",
+    "blk_size": "block device: IN reads the number of sectors",
 }
 
 # --------------------------------------------------------------------------------------------
@@ -348,7 +376,7 @@ def popek_goldberg_violations(strict: bool = False) -> List[str]:
     if strict:
         return []
     return [i.mnemonic for i in INSTRUCTIONS
-            if i.sensitive and i.cls not in (PRIVILEGED, TRAPPING)]
+            if i.sensitive and i.cls not in (PRIVILEGED, TRAPPING, MONITOR)]
 
 
 def cost_table() -> List[int]:

@@ -22,7 +22,7 @@ _EXAMPLE_OPERANDS = {
     "none": "", "a": "r1", "ab": "r1, r2", "abc": "r1, r2, r3", "abi": "r1, r2, -4",
     "abu": "r1, r2, 0xff", "abs": "r1, r2, 3", "ai": "r1, -1", "au": "r1, 0x1234",
     "mem": "r1, [r2 + 8]", "br": "r1, r2, loop", "j": "loop", "in": "r1, ticks",
-    "out": "console, r1", "rdcr": "r1, ptbr", "wrcr": "ptbr, r1",
+    "out": "console, r1", "rdcr": "r1, ptbr", "wrcr": "ptbr, r1", "u": "3",
 }
 _SPECIAL_EXAMPLES = {"PUSH": "push r1", "POP": "pop r1", "JR": "jr r1", "CALLR": "callr r1",
                      "INVLPG": "invlpg r1", "GETCPL": "getcpl r1", "RDTVB": "rdtvb r1",
@@ -61,7 +61,9 @@ def isa_reference_markdown() -> str:
         "**Classes** (Popek & Goldberg, 1974): *innocuous* instructions are safe to run "
         "directly; *privileged* ones trap outside ring 0; *sensitive* ones read or change "
         "control state but do **not** trap (like x86 `POPF`, `PUSHF`, `SMSW`, `SIDT` before "
-        "VT-x) unless the machine runs with `strict=True`; *trapping* ones always enter ring 0. "
+        "VT-x) unless the machine runs with `strict=True`; *trapping* ones always enter ring 0; "
+        "*monitor* opcodes (`vmcall`, `callout`) are reserved for virtual-machine monitors and "
+        "raise #UD on the bare machine, as x86 `VMCALL` does outside a VM. "
         "Sensitive but unprivileged here: "
         + ", ".join(f"`{m.lower()}`" for m in isa.popek_goldberg_violations()) + ".\n\n"
         "**Cycles** are model assumptions (plausible relative sizes), not measurements.\n")

@@ -26,8 +26,12 @@ from . import isa
 from .costs import cost_array
 from .results import Result
 from .state import (
+    C_BLK_BUFFER,
+    C_BLK_SECTOR,
+    C_BLK_STATUS,
     C_CONSOLE_LEN,
     C_CPL,
+    C_DISK_SECTORS,
     C_IF,
     C_LEVELS,
     C_MEM_BYTES,
@@ -50,6 +54,8 @@ from .state import (
 MAX_MEMORY = 256 << 20      # 256 MiB: well inside a 1 GB Binder container
 MAX_TLB = 4096
 MAX_COUNT = 10 ** 11
+MAX_DISK_SECTORS = 1 << 16  # 32 MiB
+SECTOR_WORDS = isa.SECTOR_BYTES // 4
 
 
 def _check_int(name: str, value, lo: int, hi: int) -> int:
@@ -81,11 +87,14 @@ class Machine:
         overrides for :func:`kernel_sim.costs.cost_array`, e.g. ``{"walk_ref": 40}``.
     console_size, trace_size:
         capacity of the console buffer (bytes) and the event trace ring (records).
+    disk_sectors:
+        size of the block device in 512-byte sectors (0: no disk).  :attr:`disk` is a view of
+        its words; loading a program does not erase it.
     """
 
     def __init__(self, memory_size: int = 4 << 20, paging_levels: int = 2, tlb_size: int = 64,
                  strict: bool = False, ring: int = 0, costs: Optional[Dict[str, int]] = None,
-                 console_size: int = 1 << 16, trace_size: int = 4096):
+                 console_size: int = 1 << 16, trace_size: int = 4096, disk_sectors: int = 0):
         memory_size = _check_int("memory_size", memory_size, isa.PAGE_SIZE, MAX_MEMORY)
         if memory_size % isa.PAGE_SIZE:
             raise ValueError(f"memory_size must be a multiple of {isa.PAGE_SIZE} bytes, "
@@ -103,7 +112,12 @@ class Machine:
         self.costs = cost_array(costs)
         self.regs = np.zeros(isa.NUM_REGS, dtype=np.int64)
         self.ctrl = np.zeros(NUM_CTRL, dtype=np.int64)
-        self.mem = np.zeros(memory_size // 4, dtype=np.uint32)
+        self.disk_sectors = _check_int("disk_sectors", disk_sectors, 0, MAX_DISK_SECTORS)
+        words = memory_size // 4
+        # the disk's words follow physical memory in the same array (see kernel_sim.state)
+        self.mem = np.zeros(words + self.disk_sectors * SECTOR_WORDS, dtype=np.uint32)
+        #: the block device's contents (a view: writes go to the disk)
+        self.disk = self.mem[words:]
         self.tlb = np.zeros(2 * tlb_size, dtype=np.int64)
         self.counters = np.zeros(NUM_COUNTERS, dtype=np.int64)
         self.console_buffer = np.zeros(console_size, dtype=np.uint8)
@@ -132,12 +146,16 @@ class Machine:
         self.ctrl[C_LEVELS] = self.paging_levels
         self.ctrl[C_STRICT] = int(self.strict)
         self.ctrl[C_MEM_BYTES] = self.memory_size
+        self.ctrl[C_DISK_SECTORS] = self.disk_sectors
         self.ctrl[C_CPL] = self.ring
         self.regs[isa.SP] = self.memory_size & isa.WORD_MASK
 
     def load(self, program) -> "Machine":
-        """Copy a :class:`kernel_sim.asm.Program` into physical memory and point pc at its entry."""
-        self.mem[:] = 0
+        """Copy a :class:`kernel_sim.asm.Program` into physical memory and point pc at its entry.
+
+        Memory is cleared first; the disk keeps its contents.
+        """
+        self.mem[:self.memory_size // 4] = 0
         for address, words in program.segments:
             end = address + 4 * len(words)
             if address % 4 or end > self.memory_size:
@@ -217,6 +235,10 @@ class Machine:
         """Guest-physical memory (a view)."""
         return self.mem[self.guest_base // 4:(self.guest_base + self.guest_size) // 4]
 
+    def guest_disk(self) -> np.ndarray:
+        """The guest's disk (a view)."""
+        return self.disk
+
     def console_bytes(self) -> bytes:
         return self.console_buffer[:int(self.ctrl[C_CONSOLE_LEN])].tobytes()
 
@@ -255,5 +277,6 @@ class Machine:
             state[name] = int(c[CR_TO_CTRL[number]])
         state.update(ticks=int(c[C_TICKS]), timer_period=int(c[C_TIMER_PERIOD]),
                      timer_deadline=int(c[C_TIMER_DEADLINE]),
-                     timer_pending=int(c[C_TIMER_PENDING]))
+                     timer_pending=int(c[C_TIMER_PENDING]), blk_sector=int(c[C_BLK_SECTOR]),
+                     blk_buffer=int(c[C_BLK_BUFFER]), blk_status=int(c[C_BLK_STATUS]))
         return state

@@ -8,7 +8,7 @@ The two digests make "the same behaviour" checkable in one comparison:
 
 * ``state_digest`` -- everything the guest *operating system* could observe: the registers, pc,
   privilege level and interrupt flag, the control registers, the tick counter and timer, all of
-  guest-physical memory, and the console.  Never the TLB, the event counters or anything that
+  guest-physical memory, the disk, and the console.  Never the TLB, the event counters or anything that
   belongs to a monitor.  Two techniques that virtualize correctly leave the same state digest.
 * ``user_digest`` -- only what *user programs* can observe: the console; the memory ring 3 can
   read in the current address space (page by page, keyed by virtual address); and the registers
@@ -47,7 +47,7 @@ def state_digest(machine) -> str:
     """Digest of all guest-visible architectural state (see the module docstring)."""
     arch = machine.architectural_state()
     return _digest([machine.regs.astype(np.int64), sorted(arch.items()),
-                    machine.guest_memory(), machine.console_bytes()])
+                    machine.guest_memory(), machine.guest_disk(), machine.console_bytes()])
 
 
 def user_digest(machine) -> str:

@@ -109,6 +109,17 @@ when it differed from IF).  ``GETCPL a``: a = cpl.  ``RDTVB a``: a = TVB.  With 
 ``deadline = ticks + a``.  ``IN PORT_TIMER`` = period; ``IN PORT_TICKS`` = ticks & 0xFFFFFFFF; other
 ports read 0xFFFFFFFF and ignore writes.  Each access counts ``EV_IO_IN``/``EV_IO_OUT``.
 
+**Block device** (a disk of ``C_DISK_SECTORS`` sectors of 512 bytes = 128 words; its words are
+stored in ``mem`` *after* physical memory, at word index ``C_MEM_BYTES/4 + 128*sector``, where no
+load, store or fetch can reach them).  ``OUT PORT_BLK_SECTOR`` / ``OUT PORT_BLK_BUFFER`` set the
+sector and the physical buffer address (low two bits ignored); ``IN`` of either reads it back.
+``OUT PORT_BLK_COMMAND``: 1 copies the sector into memory at the buffer (``EV_BLK_READS`` += 1),
+2 copies the buffer to the sector (``EV_BLK_WRITES`` += 1), synchronously (DMA: physical
+addresses, no MMU, no TLB); status = ``BLK_OK``.  A sector ``>= C_DISK_SECTORS`` or a buffer
+that does not fit in memory sets ``BLK_BAD_ADDRESS`` and copies nothing; another command sets
+``BLK_BAD_COMMAND``.  ``IN PORT_BLK_COMMAND`` reads the status, ``IN PORT_BLK_SIZE`` the number of
+sectors.  Each completed transfer costs ``K_BLK_SECTOR`` cycles.
+
 **HLT** (ring 0 only) retires, then: if IF == 1 and the timer is on, the idle ticks until the
 deadline are skipped (``ticks = deadline``, ``EV_IDLE_TICKS`` += the skipped ticks, ``cycles +=
 K_IDLE_TICK * skipped``) so the interrupt is taken at the next step; otherwise the run stops
@@ -146,6 +157,10 @@ C_TRACE_POS = 20       # number of trace records ever written (index = pos % T)
 C_UNTIL = 21           # stop when pc == until (-1: never)
 C_DELIVERIES = 22      # deliveries since the last retired instruction
 C_MEM_BYTES = 23       # physical memory size in bytes
+C_DISK_SECTORS = 24    # block device: number of 512-byte sectors (the disk follows memory in mem[])
+C_BLK_SECTOR = 25      # block device register: sector number
+C_BLK_BUFFER = 26      # block device register: physical address of the DMA buffer
+C_BLK_STATUS = 27      # block device register: status of the last command (BLK_* below)
 NUM_CTRL = 64
 
 #: Control-register number -> ctrl index (the order of isa.CR_*).
@@ -185,7 +200,9 @@ EV_POPF_IGNORED = 15    # POPF outside ring 0 silently dropped a change of IF
 EV_CONSOLE_DROPPED = 16
 EV_SYSRET = 17
 EV_IRET = 18
-NUM_NAMED_EVENTS = 19
+EV_BLK_READS = 19       # sectors the block device copied disk -> memory
+EV_BLK_WRITES = 20      # sectors the block device copied memory -> disk
+NUM_NAMED_EVENTS = 21
 EV_VECTOR_BASE = 32     # counters[32 + v]: deliveries of vector v (256 slots)
 EV_OP_BASE = 288        # counters[288 + opcode]: retired instructions per opcode (256 slots)
 NUM_COUNTERS = 544
@@ -193,7 +210,7 @@ NUM_COUNTERS = 544
 EVENT_NAMES = ("instructions", "traps", "tlb_hits", "tlb_misses", "walk_refs", "page_faults",
                "tlb_flushes", "invlpg", "io_in", "io_out", "hlt", "idle_ticks", "cr_writes",
                "cr_reads", "privilege_faults", "popf_ignored", "console_dropped", "sysret",
-               "iret")
+               "iret", "blk_reads", "blk_writes")
 assert len(EVENT_NAMES) == NUM_NAMED_EVENTS
 
 # ---- costs[] extras (after the 256 per-opcode costs) ---------------------------------------
@@ -201,7 +218,14 @@ K_TLB_MISS = 256        # fixed cost of a TLB miss (before the walk's references
 K_WALK_REF = 257        # one page-table entry read by a walk
 K_TRAP = 258            # delivering a trap/interrupt (frame pushes, vector fetch)
 K_IDLE_TICK = 259       # one skipped tick while halted
+K_BLK_SECTOR = 260      # the block device's DMA of one sector
 NUM_COSTS = 288
+
+# ---- block device status codes ---------------------------------------------------------------
+BLK_OK = 0
+BLK_BAD_ADDRESS = 1
+BLK_BAD_COMMAND = 2
+BLK_SECTOR_WORDS = 128  # 512-byte sectors
 
 # ---- trace ----------------------------------------------------------------------------------
 TRACE_TRAP = 1          # detail = vector << 32 | error code

@@ -73,6 +73,8 @@ class Fault(Exception):
 
 
 PRIVILEGED_OPS = {i.opcode for i in isa.INSTRUCTIONS if i.cls == isa.PRIVILEGED}
+# VMCALL/CALLOUT are not implemented by the bare machine: they are not in the dispatch table,
+# so they raise #UD like any undefined opcode.
 SENSITIVE_OPS = {i.opcode for i in isa.INSTRUCTIONS if i.cls == isa.SENSITIVE}
 
 
@@ -81,7 +83,7 @@ class NaiveMachine:
 
     def __init__(self, memory_size: int = 64 << 10, paging_levels: int = 2, tlb_size: int = 16,
                  strict: bool = False, ring: int = 0, costs: Sequence[int] | None = None,
-                 console_size: int = 1 << 16, trace_size: int = 4096):
+                 console_size: int = 1 << 16, trace_size: int = 4096, disk_sectors: int = 0):
         assert memory_size % isa.PAGE_SIZE == 0 and 1 <= paging_levels <= 4
         assert tlb_size >= 1 and tlb_size & (tlb_size - 1) == 0
         if costs is None:   # the per-opcode costs of the ISA table, no extras
@@ -90,6 +92,11 @@ class NaiveMachine:
         self.costs: list[int] = [int(c) for c in costs]
         self.mem_bytes = memory_size
         self.mem: list[int] = [0] * (memory_size // 4)
+        self.disk_sectors = disk_sectors
+        self.disk: list[int] = [0] * (disk_sectors * S.BLK_SECTOR_WORDS)   # the block device
+        self.blk_sector = 0
+        self.blk_buffer = 0
+        self.blk_status = 0
         self.tlb_size = tlb_size
         self.tlb: list[int] = [0] * (2 * tlb_size)
         self.counters: list[int] = [0] * S.NUM_COUNTERS
@@ -563,6 +570,14 @@ class NaiveMachine:
             value = self.timer_period
         elif port == isa.PORT_TICKS:
             value = self.ticks & MASK
+        elif port == isa.PORT_BLK_SECTOR:
+            value = self.blk_sector
+        elif port == isa.PORT_BLK_BUFFER:
+            value = self.blk_buffer
+        elif port == isa.PORT_BLK_COMMAND:
+            value = self.blk_status
+        elif port == isa.PORT_BLK_SIZE:
+            value = self.disk_sectors
         else:
             value = 0xFFFFFFFF
         self.set_reg(a, value)
@@ -579,9 +594,35 @@ class NaiveMachine:
         elif port == isa.PORT_TIMER:
             self.timer_period = value
             self.timer_deadline = S.NEVER if value == 0 else self.ticks + value
+        elif port == isa.PORT_BLK_SECTOR:
+            self.blk_sector = value
+        elif port == isa.PORT_BLK_BUFFER:
+            self.blk_buffer = value
+        elif port == isa.PORT_BLK_COMMAND:
+            self.block_command(value)
         self.count(S.EV_IO_OUT)
         self.trace_event(self.pc, S.TRACE_IO, (port << 32) | value)
         return self.pc + 4
+
+    def block_command(self, command: int) -> None:
+        """Synchronous DMA of one sector between the disk and physical memory."""
+        words = S.BLK_SECTOR_WORDS
+        if command not in (isa.BLK_READ, isa.BLK_WRITE):
+            self.blk_status = S.BLK_BAD_COMMAND
+            return
+        start = (self.blk_buffer & ~3) // 4
+        if self.blk_sector >= self.disk_sectors or 4 * (start + words) > self.mem_bytes:
+            self.blk_status = S.BLK_BAD_ADDRESS
+            return
+        first = self.blk_sector * words
+        if command == isa.BLK_READ:
+            self.mem[start:start + words] = self.disk[first:first + words]
+            self.count(S.EV_BLK_READS)
+        else:
+            self.disk[first:first + words] = self.mem[start:start + words]
+            self.count(S.EV_BLK_WRITES)
+        self.cycles += self.costs[S.K_BLK_SECTOR]
+        self.blk_status = S.BLK_OK
 
     def op_cli(self, a, b, imm, word):
         self.if_ = 0
@@ -652,7 +693,9 @@ class NaiveMachine:
             S.C_STOP_VECTOR: self.stop_vector, S.C_STOP_ERROR: self.stop_error,
             S.C_CONSOLE_LEN: len(self.console), S.C_TRACE_POS: self.trace_pos,
             S.C_UNTIL: self.until, S.C_DELIVERIES: self.deliveries,
-            S.C_MEM_BYTES: self.mem_bytes,
+            S.C_MEM_BYTES: self.mem_bytes, S.C_DISK_SECTORS: self.disk_sectors,
+            S.C_BLK_SECTOR: self.blk_sector, S.C_BLK_BUFFER: self.blk_buffer,
+            S.C_BLK_STATUS: self.blk_status,
         }
         for index, value in values.items():
             ctrl[index] = value
@@ -668,7 +711,7 @@ class NaiveMachine:
         return dict(
             regs=np.array(self.regs, dtype=np.int64),
             ctrl=self.ctrl_array(),
-            mem=np.array(self.mem, dtype=np.uint32),
+            mem=np.array(self.mem + self.disk, dtype=np.uint32),    # the disk follows memory
             tlb=np.array(self.tlb, dtype=np.int64),
             counters=np.array(self.counters, dtype=np.int64),
             console=console,
@@ -680,7 +723,7 @@ class NaiveMachine:
 
 def _build_dispatch():
     table = {}
-    for ins in isa.INSTRUCTIONS:
+    for ins in isa.MACHINE_INSTRUCTIONS:
         table[ins.opcode] = getattr(NaiveMachine, "op_" + ins.mnemonic.lower())
     return table
 

@@ -4,7 +4,11 @@ Expected values are worked out by hand from the ISA and the semantics in kernel_
 """
 import pytest
 
+import numpy as np
+
 from kernel_sim import isa
+from kernel_sim.asm import assemble
+from kernel_sim.machine import Machine
 from kernel_sim.runner import build_machine, run_source
 from kernel_sim.state import C_FAULT_ADDR, TRACE_TRAP
 
@@ -324,3 +328,67 @@ def test_walk_reads_one_entry_per_level(levels):
     r = run_source("\n".join(lines) + "\n", paging_levels=levels)
     assert r.stop == "halt"
     assert r.events["tlb_misses"] == 1 and r.events["walk_refs"] == levels
+
+
+# ---- block device ---------------------------------------------------------------------------
+BLOCK_PROGRAM = """
+    movi r1, 1
+    out blk_sector, r1          ; sector 1
+    li r2, 0x2000
+    out blk_buffer, r2          ; buffer at 0x2000
+    movi r3, 1
+    out blk_command, r3         ; read sector 1 -> 0x2000
+    in r4, blk_command          ; status
+    movi r5, 0
+    out blk_sector, r5
+    movi r3, 2
+    out blk_command, r3         ; write 0x2000 -> sector 0
+    in r6, blk_size
+    movi r1, 9
+    out blk_sector, r1          ; beyond the disk
+    movi r3, 1
+    out blk_command, r3
+    in r7, blk_command          ; status 1: bad address
+    movi r3, 7
+    out blk_command, r3
+    in r8, blk_command          ; status 2: bad command
+    hlt
+"""
+
+
+def test_block_device_reads_and_writes_whole_sectors_by_dma():
+    m = Machine(memory_size=64 << 10, disk_sectors=4)
+    m.disk[128:256] = np.arange(1000, 1128, dtype=np.uint32)     # sector 1
+    m.load(assemble(BLOCK_PROGRAM))
+    assert m.disk[128] == 1000, "loading a program must not erase the disk"
+    r = m.run(count=1000)
+    assert r.stop == "halt"
+    words = m.mem[0x2000 // 4:0x2000 // 4 + 128]
+    assert list(words) == list(range(1000, 1128))                # the whole sector, in order
+    assert m.mem[0x2000 // 4 + 128] == 0                         # and nothing after it
+    assert list(m.disk[:128]) == list(range(1000, 1128))         # written back to sector 0
+    assert [int(m.regs[i]) for i in (4, 6, 7, 8)] == [0, 4, 1, 2]
+    assert r.events["blk_reads"] == 1 and r.events["blk_writes"] == 1
+
+
+def test_block_device_refuses_a_buffer_that_does_not_fit_in_memory():
+    m = Machine(memory_size=16 << 10, disk_sectors=1)
+    m.disk[:] = 7
+    m.load(assemble("""
+        li r2, 0x3F04           ; 0x3F04 + 512 > 16 KiB
+        out blk_buffer, r2
+        movi r3, 1
+        out blk_command, r3
+        in r4, blk_command
+        hlt
+    """))
+    r = m.run(count=100)
+    assert r.stop == "halt" and m.regs[4] == 1 and r.events["blk_reads"] == 0
+    assert not m.mem[0x3F00 // 4:m.memory_size // 4].any()      # nothing copied
+
+
+def test_vmcall_is_an_invalid_opcode_on_the_bare_machine():
+    m = Machine(memory_size=16 << 10)
+    m.load(assemble("vmcall 3\n"))
+    r = m.run(count=10)
+    assert r.stop == "unhandled_trap" and r.stop_vector == isa.VEC_UD and r.pc == 0

@@ -79,6 +79,8 @@ class Case:
     words: dict[int, int]                  # physical word index -> initial value (others 0)
     tlb: dict[int, tuple[int, int]] = field(default_factory=dict)   # slot -> (key, value)
     intercept: tuple[int, ...] = ()
+    disk_sectors: int = 0
+    disk: list[int] = field(default_factory=list)    # the disk's initial words
 
     def _repr_pretty_(self, printer, cycle) -> None:      # Hypothesis prints failing cases so
         printer.text(repr(self))
@@ -87,7 +89,8 @@ class Case:
         ctrl = ", ".join(f"{CTRL_NAMES[i]}={v:#x}" for i, v in sorted(self.ctrl.items()))
         lines = [f"Case(memory={self.memory_size}, levels={self.levels}, tlb={self.tlb_size}, "
                  f"strict={self.strict}, ring={self.ring}, budget={self.budget}, "
-                 f"until={self.until}, console={self.console_size}, trace={self.trace_size},",
+                 f"until={self.until}, console={self.console_size}, trace={self.trace_size}, "
+                 f"disk_sectors={self.disk_sectors},",
                  f"  intercept={self.intercept}, tlb_entries={self.tlb},",
                  f"  regs={[hex(r) for r in self.regs]},", f"  ctrl: {ctrl},",
                  f"  costs[:256] nonzero sample={self.costs[:8]}..., extras={self.costs[256:260]}",
@@ -131,7 +134,9 @@ MEM_IMM = st.one_of(st.integers(-6, 6).map(lambda k: 4 * k), st.integers(-9, 9),
 C_FIELD = st.tuples(ANY_REG, st.sampled_from([0, 0, 0, 0x1230])).map(lambda t: t[0] | t[1])
 FAR_OFFSET = st.integers(-(1 << 15), (1 << 15) - 1)
 PORT = st.sampled_from([isa.PORT_CONSOLE, isa.PORT_CONSOLE, isa.PORT_TIMER, isa.PORT_TICKS,
-                        0x99, 0xFFFF])
+                        isa.PORT_BLK_SECTOR, isa.PORT_BLK_BUFFER, isa.PORT_BLK_COMMAND,
+                        isa.PORT_BLK_COMMAND, isa.PORT_BLK_SIZE, 0x99, 0xFFFF])
+DISK_SECTORS = st.sampled_from([0, 2, 2])
 CR = st.one_of(st.integers(0, isa.NUM_CRS - 1), st.integers(0, isa.NUM_CRS - 1), IMM16)
 OPCODES = st.sampled_from(isa.INSTRUCTIONS)
 
@@ -189,6 +194,8 @@ def instruction(draw, index: int, length: int, system: bool = False, rotation: i
         return E(op, draw(REG), 0, draw(CR))
     if fmt == "wrcr":
         return E(op, draw(ANY_REG), 0, draw(CR))
+    if fmt == "u":          # VMCALL / CALLOUT: #UD on the bare machine
+        return E(op, 0, 0, draw(IMM16))
     raise AssertionError(f"format {fmt} not handled")   # pragma: no cover
 
 
@@ -202,6 +209,11 @@ HANDLER_BODIES = {
                E(isa.OP_OUT, SCRATCH, 0, isa.PORT_CONSOLE)],
     "save": [E(isa.OP_RDCR, SCRATCH, 0, isa.CR_FAULT_ADDR),
              E(isa.OP_WRCR, SCRATCH, 0, isa.CR_SCRATCH)],
+    # block-device DMA with whatever sector/buffer registers the program left
+    "disk_read": [E(isa.OP_MOVI, SCRATCH, 0, isa.BLK_READ),
+                  E(isa.OP_OUT, SCRATCH, 0, isa.PORT_BLK_COMMAND)],
+    "disk_write": [E(isa.OP_MOVI, SCRATCH, 0, isa.BLK_WRITE),
+                   E(isa.OP_OUT, SCRATCH, 0, isa.PORT_BLK_COMMAND)],
 }
 HANDLER_KIND = st.sampled_from(["installed"] * 20 + ["missing", "garbage"])
 HANDLER_BODY = st.sampled_from(sorted(HANDLER_BODIES))
@@ -380,11 +392,13 @@ def cases(draw) -> Case:
     until = None
     if draw(PERCENT) >= 80:
         until = CODE + 4 * draw(st.integers(1, length))
+    disk_sectors = draw(DISK_SECTORS)
+    disk = [rng.randrange(1 << 32) for _ in range(disk_sectors * S.BLK_SECTOR_WORDS)]
     return Case(memory_size=memory_size, levels=levels, tlb_size=tlb_size, strict=strict,
                 ring=ring, costs=costs, console_size=draw(CONSOLE_SIZE),
                 trace_size=draw(TRACE_SIZE), budget=draw(BUDGET), until=until,
                 program=program, regs=regs, ctrl=ctrl, words=words, tlb=tlb,
-                intercept=intercept)
+                intercept=intercept, disk_sectors=disk_sectors, disk=disk)
 
 
 # ---- running both machines ----------------------------------------------------------------
@@ -392,7 +406,8 @@ def build_reference(case: Case) -> NaiveMachine:
     m = NaiveMachine(memory_size=case.memory_size, paging_levels=case.levels,
                      tlb_size=case.tlb_size, strict=case.strict, ring=case.ring,
                      costs=case.costs, console_size=case.console_size,
-                     trace_size=case.trace_size)
+                     trace_size=case.trace_size, disk_sectors=case.disk_sectors)
+    m.disk = list(case.disk)
     for index, value in case.words.items():
         m.mem[index] = value & isa.WORD_MASK
     m.regs = [r & isa.WORD_MASK for r in case.regs]
@@ -422,7 +437,7 @@ def run_jitted(case: Case, initial: dict):
 
     m = Machine(memory_size=case.memory_size, paging_levels=case.levels, tlb_size=case.tlb_size,
                 strict=case.strict, ring=case.ring, console_size=case.console_size,
-                trace_size=case.trace_size)
+                trace_size=case.trace_size, disk_sectors=case.disk_sectors)
     console = console_array(m)
     for name, target in (("regs", m.regs), ("ctrl", m.ctrl), ("mem", m.mem), ("tlb", m.tlb),
                          ("counters", m.counters), ("costs", m.costs), ("console", console),
@@ -471,21 +486,27 @@ class Coverage:
         self.opcodes = set()
         self.vectors = set()
         self.stops = set()
+        self.events = set()
         self.examples = 0
 
     def record(self, counters, stop: int) -> None:
         self.examples += 1
-        self.opcodes |= {i.opcode for i in isa.INSTRUCTIONS if counters[S.EV_OP_BASE + i.opcode]}
+        self.opcodes |= {i.opcode for i in isa.MACHINE_INSTRUCTIONS
+                         if counters[S.EV_OP_BASE + i.opcode]}
         self.vectors |= {v for v in TRAP_VECTORS if counters[S.EV_VECTOR_BASE + v]}
         self.stops.add(stop)
+        self.events |= {name for name in ("blk_reads", "blk_writes")
+                        if counters[S.EVENT_NAMES.index(name)]}
 
     def missing(self) -> list[str]:
-        out = [f"opcode {i.mnemonic} never retired" for i in isa.INSTRUCTIONS
+        out = [f"opcode {i.mnemonic} never retired" for i in isa.MACHINE_INSTRUCTIONS
                if i.opcode not in self.opcodes]
         out += [f"vector {isa.VECTOR_NAMES[v]} never delivered" for v in TRAP_VECTORS
                 if v not in self.vectors]
         out += [f"stop reason {S.STOP_NAMES[r]!r} never happened" for r in ALL_STOPS
                 if r not in self.stops]
+        out += [f"event {name} never counted" for name in ("blk_reads", "blk_writes")
+                if name not in self.events]
         return out
 
 

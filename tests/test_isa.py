@@ -3,8 +3,19 @@ from kernel_sim import cpu, isa, mmu
 
 
 def test_cpu_opcode_constants_equal_the_table():
-    for ins in isa.INSTRUCTIONS:
+    for ins in isa.MACHINE_INSTRUCTIONS:
         assert getattr(cpu, "OP_" + ins.mnemonic) == ins.opcode, ins.mnemonic
+
+
+def test_monitor_opcodes_are_reserved_and_not_implemented_by_the_cpu():
+    monitor = [i for i in isa.INSTRUCTIONS if i.cls == isa.MONITOR]
+    assert {i.mnemonic for i in monitor} == {"VMCALL", "CALLOUT"}
+    for ins in monitor:
+        assert ins.opcode in isa.RESERVED_MONITOR_OPCODES
+        assert ins not in isa.MACHINE_INSTRUCTIONS
+        assert not hasattr(cpu, "OP_" + ins.mnemonic)
+    # they always leave the guest (#UD), so they are not Popek-Goldberg violations
+    assert not {"VMCALL", "CALLOUT"} & set(isa.popek_goldberg_violations())
 
 
 def test_kernel_copies_of_isa_constants_agree():
@@ -12,6 +23,10 @@ def test_kernel_copies_of_isa_constants_agree():
         isa.VEC_DE, isa.VEC_UD, isa.VEC_GP, isa.VEC_PF, isa.VEC_TIMER, isa.VEC_SYSCALL)
     assert (cpu.PORT_CONSOLE, cpu.PORT_TIMER, cpu.PORT_TICKS) == (
         isa.PORT_CONSOLE, isa.PORT_TIMER, isa.PORT_TICKS)
+    assert (cpu.PORT_BLK_SECTOR, cpu.PORT_BLK_BUFFER, cpu.PORT_BLK_COMMAND, cpu.PORT_BLK_SIZE,
+            cpu.BLK_READ, cpu.BLK_WRITE) == (isa.PORT_BLK_SECTOR, isa.PORT_BLK_BUFFER,
+                                             isa.PORT_BLK_COMMAND, isa.PORT_BLK_SIZE,
+                                             isa.BLK_READ, isa.BLK_WRITE)
     assert cpu.FLAG_IF == isa.FLAG_IF and cpu.NO_TVB == isa.NO_TVB and cpu.SP == isa.SP
     assert (mmu.PTE_P, mmu.PTE_W, mmu.PTE_U, mmu.PTE_A, mmu.PTE_D) == (
         isa.PTE_P, isa.PTE_W, isa.PTE_U, isa.PTE_A, isa.PTE_D)
@@ -40,7 +55,8 @@ def test_popek_goldberg_fails_on_the_default_isa_and_holds_when_strict():
 
 def test_opcode_zero_and_monitor_range_are_undefined():
     assert 0 not in isa.BY_OPCODE
-    assert not any(op in isa.BY_OPCODE for op in isa.RESERVED_MONITOR_OPCODES)
+    named = [isa.BY_OPCODE[op] for op in isa.RESERVED_MONITOR_OPCODES if op in isa.BY_OPCODE]
+    assert named and all(ins.cls == isa.MONITOR for ins in named)
 
 
 def test_classification_rows_cover_every_instruction():
