@@ -21,7 +21,7 @@ import hashlib
 import html
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -153,3 +153,98 @@ class Result:
                 f"<thead><tr><th>event</th><th>count</th></tr></thead><tbody>{body}</tbody>"
                 f"</table><small>state digest {self.state_digest} · user digest "
                 f"{self.user_digest}</small></div>")
+
+
+@dataclass
+class TechniqueResult(Result):
+    """A :class:`Result` of a guest run under a virtualization technique.
+
+    Adds what the monitor counted: ``monitor_events`` (reason -> count, e.g. ``"emulate:cli"``),
+    ``event_cycles`` (reason -> simulated cycles spent handling those events), and
+    ``cycles_by_category`` (``guest``, ``transitions``, ``emulation``, ``memory``, ``devices``;
+    they sum to ``cycles``).  ``instructions`` counts *guest* instructions, as the guest would.
+    """
+
+    technique: str = "native"
+    cpu: str = "modern"
+    strict: bool = False
+    monitor_events: Dict[str, int] = field(default_factory=dict)
+    event_cycles: Dict[str, int] = field(default_factory=dict)
+    cycles_by_category: Dict[str, int] = field(default_factory=dict)
+    notes: List[str] = field(default_factory=list)
+
+    @classmethod
+    def from_view(cls, view, *, stop: str, instructions: int, events: Dict[str, int],
+                  traps: Dict[str, int], opcodes: Dict[str, int], technique: str, cpu: str,
+                  strict: bool, monitor_events: Dict[str, int], event_cycles: Dict[str, int],
+                  cycles_by_category: Dict[str, int], stop_vector: int = -1,
+                  stop_error: int = 0, notes: Optional[List[str]] = None) -> "TechniqueResult":
+        return cls(stop=stop, pc=int(view.pc), cpl=int(view.cpl), instructions=int(instructions),
+                   cycles=int(sum(cycles_by_category.values())), events=dict(events),
+                   traps=dict(traps), opcodes=dict(opcodes),
+                   console=view.console_bytes().decode("latin-1"),
+                   state_digest=state_digest(view), user_digest=user_digest(view),
+                   stop_vector=stop_vector, stop_error=stop_error,
+                   registers=[int(r) for r in view.regs], technique=technique, cpu=cpu,
+                   strict=strict, monitor_events=dict(sorted(monitor_events.items())),
+                   event_cycles=dict(sorted(event_cycles.items())),
+                   cycles_by_category=dict(cycles_by_category), notes=list(notes or []))
+
+    def summary(self) -> dict:
+        """The ``compare --json`` record: instructions, cycles, events, digests."""
+        return {"instructions": self.instructions, "cycles": self.cycles,
+                "events": dict(self.monitor_events), "cycles_by_category":
+                dict(self.cycles_by_category), "state_digest": self.state_digest,
+                "user_digest": self.user_digest, "stop": self.stop}
+
+    def exit_table_rows(self):
+        """Rows of the ``perf kvm stat``-style table: (event, samples, samples %, time %, avg).
+
+        ``time %`` is the share of the cycles spent handling events, ``avg`` the average
+        simulated cycles per event.  Sorted by samples, most frequent first.
+        """
+        total = sum(self.monitor_events.values())
+        spent = sum(self.event_cycles.values())
+        rows = []
+        for name, n in sorted(self.monitor_events.items(), key=lambda kv: (-kv[1], kv[0])):
+            cyc = self.event_cycles.get(name, 0)
+            rows.append((name, n, 100.0 * n / total if total else 0.0,
+                         100.0 * cyc / spent if spent else 0.0, cyc / n if n else 0.0))
+        return rows
+
+    def exit_table(self) -> str:
+        """The events the monitor handled, as ``perf kvm stat report`` prints VM exits."""
+        rows = self.exit_table_rows()
+        width = max([len("EVENT")] + [len(r[0]) for r in rows])
+        lines = [f"Analyze events for technique {self.technique} (cpu preset {self.cpu}):", "",
+                 f"{'EVENT':>{width}}  {'Samples':>9}  {'Samples%':>8}  {'Time%':>7}  "
+                 f"{'Avg cycles':>10}"]
+        for name, n, sp, tp, avg in rows:
+            lines.append(f"{name:>{width}}  {n:>9,}  {sp:>7.2f}%  {tp:>6.2f}%  {avg:>10.1f}")
+        lines.append("")
+        lines.append(f"Total Samples:{sum(r[1] for r in rows)}, Total events handled cycles:"
+                     f"{sum(self.event_cycles.values())}.")
+        return "\n".join(lines)
+
+    def exit_table_html(self) -> str:
+        esc = html.escape
+        body = "".join(
+            f"<tr><td>{esc(name)}</td><td style='text-align:right'>{n:,}</td>"
+            f"<td style='text-align:right'>{sp:.2f}%</td><td style='text-align:right'>"
+            f"{tp:.2f}%</td><td style='text-align:right'>{avg:.1f}</td></tr>"
+            for name, n, sp, tp, avg in self.exit_table_rows())
+        return (f"<table><caption>Events handled by the {esc(self.technique)} monitor "
+                f"(cpu preset {esc(self.cpu)}; cycles are simulated)</caption><thead><tr>"
+                "<th>event</th><th>Samples</th><th>Samples%</th><th>Time%</th>"
+                f"<th>Avg cycles</th></tr></thead><tbody>{body}</tbody></table>")
+
+    def text(self) -> str:
+        head = [f"technique: {self.technique}   cpu preset: {self.cpu}   "
+                f"strict ISA: {'yes' if self.strict else 'no'}"]
+        head += [f"note: {n}" for n in self.notes]
+        cats = "  ".join(f"{k} {v:,}" for k, v in self.cycles_by_category.items() if v)
+        return "\n".join(head + [super().text(), f"cycles by category: {cats}",
+                                 self.exit_table()])
+
+    def _repr_html_(self) -> str:
+        return super()._repr_html_() + self.exit_table_html()
