@@ -6,6 +6,7 @@ Commands
 ``warmup``       compile the jitted kernels into Numba's on-disk cache (run once after install)
 ``lab``          open the course in JupyterLab (what ``make lab`` does)
 ``isa``          print the ISA reference (instructions, classes, vectors, ports, system calls)
+``compare``      run one guest-OS workload under several virtualization techniques, print a table
 
 A malformed program prints ``FILE:LINE:COL: message`` and exits with status 1 -- never a Python
 traceback.  Bad settings (an impossible ring, a memory size too large) exit with status 2.
@@ -36,6 +37,21 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--define", "-D", action="append", default=[], metavar="NAME[=VALUE]",
                    help="define a name for conditional assembly (.if NAME)")
     r.add_argument("--json", action="store_true", help="print one JSON object")
+    r.add_argument("--technique", default=None,
+                   help="run the program as a guest under a technique (native, emulation, "
+                        "trap_emulate, binary_translation, paravirt; paravirt assembles it "
+                        "with PARAVIRT=1)")
+    r.add_argument("--cpu", default="modern", help="cost preset with --technique "
+                   "(first-vtx, nehalem, modern)")
+    c = sub.add_parser("compare", help="run a guest-OS workload under several techniques")
+    c.add_argument("--workload", required=True, help="workload name (e.g. syscall, compute)")
+    c.add_argument("--count", type=int, default=None, help="loop count (default: the workload's)")
+    c.add_argument("--techniques", default=None,
+                   help="comma-separated techniques (default: every available one)")
+    c.add_argument("--cpu", default="modern", help="cost preset: first-vtx, nehalem, modern")
+    c.add_argument("--no-strict", action="store_true",
+                   help="run trap_emulate on the non-strict ISA (POPF & co. do not trap)")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
     sub.add_parser("warmup", help="compile the jitted kernels into the on-disk cache")
     sub.add_parser("lab", help="open the course in JupyterLab", add_help=False)
     sub.add_parser("isa", help="print the ISA reference (Markdown)")
@@ -53,6 +69,9 @@ def _defines(items: List[str]) -> dict:
 def cmd_run(args) -> int:
     from .asm import AsmError
     from .runner import run_source
+    if args.technique:
+        from .compare import cmd_run_technique
+        return cmd_run_technique(args)
     try:
         with open(args.file, encoding="utf-8") as f:
             source = f.read()
@@ -109,6 +128,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "warmup":
         warmup()
         return 0
+    if args.command == "compare":
+        from .compare import cmd_compare
+        return cmd_compare(args)
     if args.command == "isa":
         from .isa_reference import isa_reference_markdown
         print(isa_reference_markdown())
