@@ -40,6 +40,7 @@ from .state import (
     C_CONSOLE_LEN,
     C_CPL,
     C_CYCLES,
+    C_DATA_LIMIT,
     C_DELIVERIES,
     C_DISK_SECTORS,
     C_FAULT_ADDR,
@@ -425,6 +426,7 @@ def execute(regs, ctrl, mem, tlb, counters, console, trace, intercept, budget):
     user_need = PTE_U if cpl == 3 else 0
     ticks = ctrl[C_TICKS]
     deadline = ctrl[C_TIMER_DEADLINE]
+    data_limit = ctrl[C_DATA_LIMIT]
     retired = 0
     stop = STOP_NONE
 
@@ -656,7 +658,9 @@ def execute(regs, ctrl, mem, tlb, counters, console, trace, intercept, budget):
 
             # ---- the data access of a memory instruction (TLB-hit test inline) ---------------
             if acc != NO_ACCESS:
-                if paging == 0:
+                if data_limit != 0 and cpl != 0 and va >= data_limit:
+                    pa = BUS_ERROR      # beyond the monitor's data limit: #GP(0)
+                elif paging == 0:
                     pa = va if va < mem_bytes else BUS_ERROR
                 else:
                     vpn = va >> 12

@@ -52,6 +52,11 @@ then nothing is written) has changed nothing: the CPU computes all results, then
 ``RET`` pops pc.  Device and timer effects see ``ticks`` as it was before the instruction
 retires (``OUT PORT_TIMER`` sets ``deadline = ticks + a``).
 
+**Data limit** (a monitor-only setting, not a guest control register: like the x86 segment
+limits VMware's monitor used to protect itself).  If ``C_DATA_LIMIT != 0`` and ``cpl > 0``, a
+data access (LD, ST, PUSH, POP, CALL's push, RET's pop, PUSHF, POPF -- not an instruction fetch,
+not a trap frame) at a virtual address ``>= C_DATA_LIMIT`` raises #GP(0) before translation.
+
 **Paging** (when ctrl[C_PAGING] & 1).  ``levels`` (1..4) is a machine setting.  ``PTBR`` holds the
 root table's physical address (bits 31..12) and the ASID (bits 11..0).
 
@@ -161,6 +166,7 @@ C_DISK_SECTORS = 24    # block device: number of 512-byte sectors (the disk foll
 C_BLK_SECTOR = 25      # block device register: sector number
 C_BLK_BUFFER = 26      # block device register: physical address of the DMA buffer
 C_BLK_STATUS = 27      # block device register: status of the last command (BLK_* below)
+C_DATA_LIMIT = 28      # monitor-only segment limit for data accesses from rings 1..3 (0 = none)
 NUM_CTRL = 64
 
 #: Control-register number -> ctrl index (the order of isa.CR_*).

@@ -97,6 +97,7 @@ class NaiveMachine:
         self.blk_sector = 0
         self.blk_buffer = 0
         self.blk_status = 0
+        self.data_limit = 0       # monitor-only segment limit for data accesses (0 = none)
         self.tlb_size = tlb_size
         self.tlb: list[int] = [0] * (2 * tlb_size)
         self.counters: list[int] = [0] * S.NUM_COUNTERS
@@ -170,6 +171,8 @@ class NaiveMachine:
         va &= MASK
         if cpl is None:
             cpl = self.cpl
+        if access != FETCH and cpl > 0 and self.data_limit and va >= self.data_limit:
+            raise Fault(isa.VEC_GP, 0)          # beyond the monitor's data limit
         if not (self.paging & 1):
             pa = va
         else:
@@ -695,7 +698,7 @@ class NaiveMachine:
             S.C_UNTIL: self.until, S.C_DELIVERIES: self.deliveries,
             S.C_MEM_BYTES: self.mem_bytes, S.C_DISK_SECTORS: self.disk_sectors,
             S.C_BLK_SECTOR: self.blk_sector, S.C_BLK_BUFFER: self.blk_buffer,
-            S.C_BLK_STATUS: self.blk_status,
+            S.C_BLK_STATUS: self.blk_status, S.C_DATA_LIMIT: self.data_limit,
         }
         for index, value in values.items():
             ctrl[index] = value

@@ -392,3 +392,28 @@ def test_vmcall_is_an_invalid_opcode_on_the_bare_machine():
     m.load(assemble("vmcall 3\n"))
     r = m.run(count=10)
     assert r.stop == "unhandled_trap" and r.stop_vector == isa.VEC_UD and r.pc == 0
+
+
+# ---- the monitor's data limit (segment-limit protection of a translation cache) -------------
+def test_data_limit_faults_data_accesses_outside_ring_0_but_not_fetches():
+    from kernel_sim.state import C_DATA_LIMIT
+    source = """
+        .org 0x9000             ; the code itself lies above the limit: fetches are allowed
+    start:
+        li r2, 0x7FFC
+        ld r3, [r2]             ; below the limit: fine
+        li r2, 0x8000
+        ld r4, [r2]             ; at the limit: #GP(0) in ring 1
+        hlt
+    """
+    m = Machine(memory_size=64 << 10, ring=1)
+    m.load(assemble(source))
+    m.ctrl[C_DATA_LIMIT] = 0x8000
+    r = m.run(count=100)
+    assert r.stop == "unhandled_trap" and r.stop_vector == isa.VEC_GP and r.stop_error == 0
+    assert r.pc == 0x9000 + 4 * 5           # the second ld (li is two words)
+    # ring 0 is the monitor's own ring: the limit does not apply there
+    m0 = Machine(memory_size=64 << 10, ring=0)
+    m0.load(assemble(source))
+    m0.ctrl[C_DATA_LIMIT] = 0x8000
+    assert m0.run(count=100).stop == "halt"

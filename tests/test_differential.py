@@ -137,6 +137,7 @@ PORT = st.sampled_from([isa.PORT_CONSOLE, isa.PORT_CONSOLE, isa.PORT_TIMER, isa.
                         isa.PORT_BLK_SECTOR, isa.PORT_BLK_BUFFER, isa.PORT_BLK_COMMAND,
                         isa.PORT_BLK_COMMAND, isa.PORT_BLK_SIZE, 0x99, 0xFFFF])
 DISK_SECTORS = st.sampled_from([0, 2, 2])
+DATA_LIMIT = st.sampled_from([0, 0, 0, 0x3000, 0x5000, 0x80000000])
 CR = st.one_of(st.integers(0, isa.NUM_CRS - 1), st.integers(0, isa.NUM_CRS - 1), IMM16)
 OPCODES = st.sampled_from(isa.INSTRUCTIONS)
 
@@ -373,6 +374,8 @@ def cases(draw) -> Case:
         S.C_SCRATCH: rng.randrange(4), S.C_FAULT_ADDR: 0, S.C_TICKS: ticks,
         S.C_TIMER_PERIOD: period, S.C_TIMER_DEADLINE: deadline,
         S.C_TIMER_PENDING: int(draw(PERCENT) >= 90),
+        # a monitor's data limit (binary translation protects its translation cache with it)
+        S.C_DATA_LIMIT: draw(DATA_LIMIT),
     }
 
     # stale or foreign TLB entries (the TLB is architecturally visible)
@@ -414,7 +417,8 @@ def build_reference(case: Case) -> NaiveMachine:
     attrs = {S.C_PC: "pc", S.C_CPL: "cpl", S.C_IF: "if_", S.C_PAGING: "paging",
              S.C_PTBR: "ptbr", S.C_TVB: "tvb", S.C_KSP: "ksp", S.C_SCRATCH: "scratch",
              S.C_FAULT_ADDR: "fault_addr", S.C_TICKS: "ticks", S.C_TIMER_PERIOD: "timer_period",
-             S.C_TIMER_DEADLINE: "timer_deadline", S.C_TIMER_PENDING: "timer_pending"}
+             S.C_TIMER_DEADLINE: "timer_deadline", S.C_TIMER_PENDING: "timer_pending",
+             S.C_DATA_LIMIT: "data_limit"}
     for index, value in case.ctrl.items():
         setattr(m, attrs[index], value)
     for slot, (key, value) in case.tlb.items():
