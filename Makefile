@@ -3,7 +3,14 @@
 #   make lab    set up .venv (first time only) and open the course in JupyterLab
 #   make test   set up .venv with the test tools and run every test
 #
-# Other targets: make fuzz, make bench, make clean.  Variables you may override:
+# Other targets: make notebooks, make fuzz, make bench, make clean.
+#
+#   make notebooks   rebuild notebooks/*.ipynb and course/solutions/*.md from the exercise
+#                    masters in course/masters/ (python -m course.build; see course/README.md).
+#                    Edit the masters, never notebooks/ by hand: `make test` fails when they
+#                    are out of sync.
+#
+# Variables you may override:
 #   PYTHON=python3.12   interpreter used to create .venv
 #   LAB_ARGS="--port 9999 --no-browser"   passed to `python -m kernel_sim lab`
 #   PYTEST_ARGS="-x -k rings"             passed to pytest
@@ -22,7 +29,7 @@ CHROMIUM    ?= /usr/bin/chromium
 STAMP_LAB  := $(VENV)/.kernel_sim-installed
 STAMP_TEST := $(VENV)/.kernel_sim-installed-test
 
-.PHONY: lab test fuzz bench clean venv browser-check
+.PHONY: lab test notebooks fuzz bench clean venv browser-check
 
 lab: $(STAMP_LAB)
 	@echo ">>> Warming up the JIT cache (compiles the simulator once; later starts are fast) ..."
@@ -36,7 +43,12 @@ test: $(STAMP_TEST) browser-check
 	trap 'rm -rf "$$tmp"' EXIT; \
 	echo ">>> Fresh Numba cache for this run: $$tmp/numba_cache"; \
 	NUMBA_CACHE_DIR="$$tmp/numba_cache" JUPYTER_PREFER_ENV_PATH=1 KERNEL_SIM_CHROMIUM="$(CHROMIUM)" \
+	  KERNEL_SIM_REQUIRE_NBGRADER=1 \
 	  $(PY) -m pytest tests --nbmake --nbmake-timeout=600 notebooks $(PYTEST_ARGS)
+
+# nbformat comes with jupyterlab, so the plain install is enough for the build
+notebooks: $(STAMP_LAB)
+	$(PY) -m course.build
 
 fuzz: $(STAMP_TEST)
 	KERNEL_SIM_FUZZ=1 $(PY) -m pytest tests/test_differential.py $(PYTEST_ARGS)

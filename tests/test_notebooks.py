@@ -56,6 +56,23 @@ def test_notebook_has_two_exercises_with_registered_checks(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_links_to_its_answer_key_and_says_try_first(path):
+    key = f"../course/solutions/{path.stem}.md"
+    linking = [source(c) for c in cells(path)
+               if c["cell_type"] == "markdown" and f"]({key})" in source(c)]
+    assert linking, f"no Markdown link to {key}"
+    assert any("try first" in text.lower() for text in linking)
+    assert (path.parent / key).resolve().is_file(), f"{key} does not exist"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_built_from_a_master(path):
+    master = path.parent.parent / "course" / "masters" / path.name
+    assert master.is_file(), (f"edit {master.relative_to(path.parent.parent)} and run "
+                              "`python -m course.build` instead of editing notebooks/ by hand")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_code_cells_stay_short(path):
     for cell in cells(path):
         if cell["cell_type"] == "code":

@@ -15,6 +15,11 @@ a verdict:
 
 Checkers compute expected values from the simulator itself where they can (run the program,
 count the traps), so the answer key cannot drift from the machine.
+
+:func:`verdict` judges an answer the same way but quietly: no hint, no attempt counted.  The
+hidden (autograded) tests of the exercise masters in ``course/masters/`` use it, e.g.
+``assert verdict("02.1", answer).ok``, so grading a notebook never changes the hints a learner
+sees next.
 """
 from __future__ import annotations
 
@@ -97,27 +102,62 @@ def exercises() -> Dict[str, str]:
     return {k: v.title for k, v in sorted(_REGISTRY.items())}
 
 
-def check(exercise_id: str, answer: Any = None) -> Verdict:
-    """Check a learner's answer to exercise ``exercise_id`` (e.g. ``"02.1"``)."""
+def _lookup(exercise_id: Any):
+    """The registered exercise, or the Verdict explaining that there is none."""
     _load_all()
     if not isinstance(exercise_id, str) or exercise_id not in _REGISTRY:
         near = difflib.get_close_matches(str(exercise_id), list(_REGISTRY), n=1)
         extra = f"; did you mean {near[0]!r}?" if near else ""
-        return Verdict(str(exercise_id), False, f"there is no exercise {exercise_id!r}{extra}")
-    ex = _REGISTRY[exercise_id]
-    if answer is None or answer is Ellipsis:
-        return Verdict(exercise_id, False, "no answer yet: replace the ... with your answer",
-                       ex.hints[0] if ex.hints else "")
+        message = f"there is no exercise {exercise_id!r}{extra}"
+        return None, Verdict(str(exercise_id), False, message)
+    return _REGISTRY[exercise_id], None
+
+
+def _judge(ex: Exercise, answer: Any) -> Tuple[bool, str]:
+    """Run the checker of ``ex`` on ``answer``; never raises."""
     try:
         ok, message = ex.checker(answer)
     except Exception as exc:  # a learner's odd answer must never crash the notebook
         ok, message = False, f"could not check this answer ({type(exc).__name__}: {exc})"
+    return bool(ok), message
+
+
+def verdict(exercise_id: str, answer: Any = None) -> Verdict:
+    """Judge ``answer`` like :func:`check`, but without side effects.
+
+    The verdict carries no hint and the attempt is not counted, so the next :func:`check` shows
+    the same hint it would have shown anyway.  Hidden tests use it::
+
+        assert verdict("02.1", answer).ok, verdict("02.1", answer).message
+    """
+    ex, missing = _lookup(exercise_id)
+    if missing is not None:
+        return missing
+    if answer is None or answer is Ellipsis:
+        return Verdict(exercise_id, False, "no answer yet: replace the ... with your answer")
+    ok, message = _judge(ex, answer)
+    return Verdict(exercise_id, ok, message)
+
+
+def check(exercise_id: str, answer: Any = None) -> Verdict:
+    """Check a learner's answer to exercise ``exercise_id`` (e.g. ``"02.1"``).
+
+    Returns a :class:`Verdict`, shown when it is the last line of a cell.  A wrong answer comes
+    with a hint; each further wrong attempt reveals the next hint, if there is one.
+    """
+    ex, missing = _lookup(exercise_id)
+    if missing is not None:
+        return missing
+    if answer is None or answer is Ellipsis:
+        return Verdict(exercise_id, False, "no answer yet: replace the ... with your answer",
+                       ex.hints[0] if ex.hints else "")
+    ok, message = _judge(ex, answer)
     hint = ""
     if not ok:
         if ex.hints:
             hint = ex.hints[min(ex.attempts, len(ex.hints) - 1)]
         ex.attempts += 1
-    return Verdict(exercise_id, bool(ok), message, hint)
+    return Verdict(exercise_id, ok, message, hint)
 
 
-__all__ = ["check", "exercise", "exercises", "Verdict"]
+__all__ = ["check", "exercise", "exercises", "verdict", "Verdict"]
