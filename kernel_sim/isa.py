@@ -326,7 +326,11 @@ SYSCALLS = (
     (4, "map", "r1 = virtual address: map a fresh zeroed user page there"),
     (5, "unmap", "r1 = virtual address: remove the mapping"),
     (6, "fork", "copy the address space; returns 0 in the child, the child's pid in the parent"),
-    (7, "wait", "wait for a child to exit; returns its exit status"),
+    (7, "wait", "wait for a child to exit; returns its exit status (child pid in r1)"),
+    (8, "spawn", "r1 = program index on disk, r2 = argument: start it as a new process"),
+    (9, "kcall", "r1 = n: the kernel makes n call/return pairs (a kernel-mode workload)"),
+    (10, "blkread", "r1 = sector: read it through the block driver; returns its first word"),
+    (11, "sleep", "r1 = ticks: sleep at least that long"),
 )
 
 
