@@ -73,7 +73,7 @@ def cmd_compare(args) -> int:
     if args.json:
         print(json.dumps({name: r.summary() for name, r in results.items()}, sort_keys=True))
         return 0
-    count = args.count or WORKLOADS[args.workload]["count"]
+    count = args.count or WORKLOADS[args.workload].default_count
     print(f"workload {args.workload}, {count} operations, cpu preset {args.cpu}")
     print(compare_table(results, count))
     return 0

@@ -1,0 +1,174 @@
+"""The technique explorer of notebooks 03-06: pick a workload and a technique, see what it costs.
+
+Each change runs the real thing: the guest OS boots with the chosen workload under the chosen
+technique (and natively, for comparison), and two charts update in place -- the events the
+monitor handled, by reason, and the simulated cycles of native and the technique by category.
+Results are cached per setting, so going back to a setting is instant.
+"""
+from __future__ import annotations
+
+import html
+from functools import lru_cache
+from typing import Optional
+
+import ipywidgets as widgets
+
+from ..costs import CPU_PRESETS
+from ..monitors import available_techniques, run_technique
+from ..viz.techniques import cycles_figure, events_figure, fill_cycles, fill_events
+
+DEFAULT_COUNT = 50
+MAX_COUNT = 2000
+
+
+def count_limit(workload: str) -> int:
+    """The largest loop count the explorer accepts for a workload: twice its default, at most
+    MAX_COUNT, so that one update stays well under a second under every technique."""
+    from ..guest import WORKLOADS
+    return max(1, min(MAX_COUNT, 2 * WORKLOADS[workload].default_count))
+
+
+@lru_cache(maxsize=64)
+def run_setting(workload: str, technique: str, count: int, strict: bool, cpu: str):
+    """Run one setting (cached): the technique's result."""
+    from ..guest import build_guest
+    image = build_guest(workload, count=count, paravirt=(technique == "paravirt"))
+    return run_technique(image, technique, cpu=cpu, strict=strict)
+
+
+class TechniqueExplorer(widgets.VBox):
+    """Controls, the events chart, the cycles chart and a one-line verdict.
+
+    Attributes: ``workload``, ``technique``, ``strict``, ``cpu``, ``count`` (controls),
+    ``events_fig`` and ``cycles_fig`` (FigureWidgets), ``message`` (refusals), ``summary``
+    (HTML), ``result`` (the technique's :class:`~kernel_sim.results.TechniqueResult`) and
+    ``baseline`` (native's).
+    """
+
+    def __init__(self, workload: str = "syscall", technique: Optional[str] = None,
+                 strict: bool = True, cpu: str = "modern", count: int = DEFAULT_COUNT,
+                 techniques=None):
+        super().__init__()
+        from ..guest import WORKLOADS
+        names = [t for t in (techniques or available_techniques()) if t != "native"] or \
+            ["native"]
+        self._quiet = False
+        self.workload = widgets.Dropdown(options=list(WORKLOADS), value=workload,
+                                         description="Workload")
+        self.technique = widgets.Dropdown(options=names, value=technique or names[0],
+                                          description="Technique")
+        self.cpu = widgets.Dropdown(options=list(CPU_PRESETS), value=cpu,
+                                    description="CPU preset")
+        self.strict = widgets.Checkbox(value=bool(strict), description="strict ISA",
+                                       indent=False)
+        self.count = widgets.IntSlider(value=min(count, count_limit(workload)), min=1,
+                                       max=count_limit(workload), step=1,
+                                       description="Loop count", continuous_update=False)
+        self.message = widgets.HTML()
+        self.summary = widgets.HTML()
+        self.result, self.baseline = self._run()
+        self.events_fig = events_figure(self.result, widget=True)
+        self.cycles_fig = cycles_figure({"native": self.baseline, self.result.technique:
+                                         self.result}, widget=True)
+        for control in (self.workload, self.technique, self.cpu, self.strict, self.count):
+            control.observe(self._on_change, names="value")
+        self.children = [widgets.HBox([self.workload, self.technique, self.cpu]),
+                         widgets.HBox([self.count, self.strict]), self.message, self.summary,
+                         widgets.HBox([self.events_fig, self.cycles_fig])]
+        self._show()
+
+    def _run(self):
+        w, t, c = self.workload.value, self.technique.value, self.count.value
+        strict = self.strict.value
+        return (run_setting(w, t, c, strict, self.cpu.value),
+                run_setting(w, "native", c, strict, self.cpu.value))
+
+    def _on_change(self, change=None) -> None:
+        if change is not None and change.get("owner") is self.workload:
+            limit = count_limit(self.workload.value)
+            quiet, self._quiet = self._quiet, True
+            try:                        # keep the slider inside the new workload's range
+                self.count.max = max(limit, self.count.min)
+                self.count.value = min(self.count.value, limit)
+            finally:
+                self._quiet = quiet
+        if not self._quiet:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Run the current setting and update both charts and the summary."""
+        try:
+            self.result, self.baseline = self._run()
+        except (ValueError, TypeError, RuntimeError) as exc:
+            self._refuse(str(exc))
+            return
+        self._show()
+
+    def _show(self) -> None:
+        r, n = self.result, self.baseline
+        with self.events_fig.batch_update():
+            fill_events(self.events_fig, r)
+        with self.cycles_fig.batch_update():
+            fill_cycles(self.cycles_fig, {"native": n, r.technique: r})
+        same = r.user_digest == n.user_digest
+        verdict = ("same user-visible result as native" if same else
+                   "<b>differs from native</b> -- the technique is not equivalent here")
+        notes = "".join(f"<br>note: {html.escape(x)}" for x in r.notes)
+        self.summary.value = (f"{html.escape(r.technique)}: {r.cycles:,} simulated cycles, "
+                              f"{r.cycles / max(n.cycles, 1):.2f}x native; {verdict}{notes}")
+        self.message.value = ""
+
+    def _refuse(self, text: str) -> None:
+        self.message.value = (f"<div style='color:#D55E00;font-weight:bold'>⚠ refused: "
+                              f"{html.escape(text)} -- the charts still show the last valid "
+                              f"setting</div>")
+
+    def set(self, **settings) -> bool:
+        """Change settings from code (workload, technique, cpu, strict, count).  A bad value is
+        refused with a visible message and nothing changes; returns True when applied."""
+        controls = {"workload": self.workload, "technique": self.technique, "cpu": self.cpu,
+                    "strict": self.strict, "count": self.count}
+        problems = []
+        for name, value in settings.items():
+            control = controls.get(name)
+            if control is None:
+                problems.append(f"unknown setting {name!r}")
+            elif isinstance(control, widgets.Dropdown) and value not in control.options:
+                problems.append(f"{name} must be one of {', '.join(map(str, control.options))}, "
+                                f"got {value!r}")
+            elif name == "strict" and not isinstance(value, bool):
+                problems.append(f"strict must be True or False, got {value!r}")
+            elif name == "count":
+                limit = count_limit(settings.get("workload", self.workload.value)
+                                    if settings.get("workload") in self.workload.options
+                                    else self.workload.value)
+                if isinstance(value, bool) or not isinstance(value, int) or \
+                        not 1 <= value <= limit:
+                    problems.append(f"count must be an integer from 1 to {limit} for this "
+                                    f"workload, got {value!r}")
+        if problems:
+            self._refuse("; ".join(problems))
+            return False
+        self._quiet = True
+        try:
+            for name in ("workload", "technique", "cpu", "strict", "count"):
+                if name in settings:
+                    if name == "workload":
+                        self.workload.value = settings[name]
+                        self._on_change({"owner": self.workload})
+                    else:
+                        controls[name].value = settings[name]
+        finally:
+            self._quiet = False
+        self.refresh()
+        return True
+
+
+def technique_explorer(workload: str = "syscall", technique: Optional[str] = None,
+                       strict: bool = True, cpu: str = "modern", count: int = DEFAULT_COUNT,
+                       techniques=None) -> TechniqueExplorer:
+    """Build the technique explorer (a VBox)."""
+    return TechniqueExplorer(workload, technique, strict, cpu, count, techniques)
+
+
+__all__ = ["technique_explorer", "TechniqueExplorer", "run_setting"]
