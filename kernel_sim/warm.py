@@ -13,6 +13,11 @@ into the same machine code, so one short run through :class:`~kernel_sim.machine
 warms the code of every instruction, paging on or off -- it does not need to *execute* them.
 ``tests/test_warm.py`` checks that the notebooks' code compiles nothing after
 :func:`warm_all`.
+
+The ``emulation`` technique has a second entry point, its soft CPU
+(:func:`kernel_sim.monitors.emulation_kernel.emulate`); its mode is an integer argument, so one
+short emulated run warms both the interpreter and the translation-block path.  The other
+techniques run the guest on the hardware CPU (``run_native``) and need nothing more.
 """
 from __future__ import annotations
 
@@ -35,3 +40,6 @@ def warm_all() -> None:
     program = SimpleNamespace(segments=[(0, words)], entry=0)
     machine = Machine(memory_size=64 << 10, tlb_size=4)
     machine.load(program).run(count=10)
+    from .monitors.base import ProgramImage
+    from .monitors.emulation import Emulation
+    Emulation(ProgramImage.from_program(program, ram_size=64 << 10)).run(10)
