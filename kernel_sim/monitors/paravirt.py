@@ -1,0 +1,892 @@
+"""``paravirt``: a Xen-style hypervisor for a kernel that knows it is virtualized.
+
+Trap-and-emulate and binary translation run an *unmodified* kernel and must catch every
+sensitive thing it does.  Paravirtualization (Xen, Barham et al. 2003) changes the kernel
+instead: the guest is built with ``PARAVIRT=1`` (:func:`kernel_sim.guest.build_guest`
+``(..., paravirt=True)``), it never executes a privileged instruction, and it asks the monitor
+for what it cannot do itself with **hypercalls** -- ``vmcall N``, a deliberate trap, with
+arguments in r1..r3 and the result in r0 (the ABI is in :mod:`kernel_sim.guest` and
+``guests/kernel.s``).
+
+How the monitor runs the guest
+------------------------------
+* **Rings.**  The PV kernel runs in host ring 1 (as 32-bit Xen guests did), user code in ring 3.
+  The guest's RAM sits at machine address ``MONITOR_BYTES`` (boot info word 4 tells the kernel);
+  the monitor's region below it holds only the boot page tables.
+* **Every trap comes to the monitor** (the host intercepts all 256 vectors):
+
+  ========================  ==================================================================
+  host trap                 what the monitor does
+  ========================  ==================================================================
+  #UD on ``vmcall`` in      a hypercall (``hypercall:<name>``); the VMCALL retires as one guest
+  ring 1                    instruction and one tick
+  #GP on a privileged       a *named guest fault*: the run stops (``paravirt:privileged_fault``,
+  instruction in ring 1     the message is in the result's notes) -- a PV kernel must not have one
+  timer                     the guest's virtual timer fired: deliver it, or mark it pending in
+                            the shared info page while the guest masks events
+                            (``timer:pending``); or the monitor's own time slice ran out
+                            (``monitor:preempt``)
+  anything else             *reflected* into the guest through the trap table it registered
+                            with ``set_trap_table`` (``reflect:<vector>``); a #PF first stores
+                            the fault address in shared info word 2 (Xen: ``vcpu_info`` cr2);
+                            a ``vmcall`` from ring 3 is a #UD like any other (user programs
+                            cannot make hypercalls; natively they get #UD too)
+  ========================  ==================================================================
+
+  Reflection builds the same five-word frame as the CPU (error code, return pc, ring, flags,
+  old sp) on the kernel stack given with ``stack_switch`` (trap from ring 3) or the current
+  stack (trap from ring 1), switches to ring 1 and masks virtual interrupts.  ``iret`` and
+  ``sysret`` hypercalls pop it again; a frame cannot return to ring 0 or 2 (the ring is forced
+  to 1 unless it is 3, as Xen forces the guest's RPL).
+* **Virtual interrupts** are a flag in the shared info page (word 0 ``evtchn_upcall_mask``,
+  word 1 ``evtchn_upcall_pending``): masking is a plain store, no trap.  Before every return to
+  the guest the monitor delivers a pending timer event if the guest is not masking (Xen checks
+  ``upcall_pending`` on each exit to the guest); the kernel's ``event_check`` hypercall asks for
+  that right after it unmasks.  The host's own timer keeps running whatever the guest masks, so
+  a guest that masks events and spins cannot keep the monitor out (``monitor:preempt``).
+* **Direct paging.**  The guest's page tables are the tables the host MMU walks: entries hold
+  machine frames and there are no shadow tables.  Safety comes from *validating every update*
+  (Xen's page types, simplified):
+
+  - every present entry the guest writes must name a frame of the guest's own RAM;
+  - a frame is a *page-table page* once the guest loads it as a root (``new_baseptr``: a
+    directory, validated and pinned) or a validated directory entry points at it (a leaf
+    table); its entries are checked when it gets that type;
+  - a page-table page is never mapped writable: a leaf entry with W that names one is refused
+    (the monitor counts the writable mappings of every frame, and a frame that has any cannot
+    become a page table) -- unless the table is no longer in use (not the loaded root, no
+    directory entry points at it): then it stops being a page table and becomes ordinary memory
+    (the kernel's ``free_pt``);
+  - the address of an updated entry must lie in a page-table page of this guest: a typed table,
+    or a frame the guest prepared for one by removing every writable mapping of it (the kernel
+    fills new tables that way before it loads them);
+  - the shared info page never becomes a page table (the monitor writes it), and ``block_io``
+    never transfers into a page-table page.
+
+  A refused update stops the batch and returns -1 to the guest (``paravirt:refused_update``;
+  the updates before it stay applied, as Xen reports the count done).  ``new_baseptr`` of a root
+  outside the guest or one that does not validate returns -1 (``paravirt:refused_baseptr``).
+  The monitor keeps the TLB honest where the guest could not: when a frame becomes a page table
+  the whole TLB is flushed, so no stale writable translation of it survives.
+* **Devices.**  ``console_write`` appends to a monitor-owned console; ``block_io`` copies
+  between the virtual disk and guest memory (a buffer inside the guest and outside its page
+  tables); ``set_timer``/``get_ticks``/``block`` drive the virtual timer in host ticks
+  (``block`` skips the idle ticks to the next deadline, counted as ``idle_ticks`` as HLT does).
+
+The batch size
+--------------
+The PV kernel queues page-table writes and hands them over in one ``mmu_update`` per batch; the
+batch size is the *image's* (boot info word 7, ``build_guest(..., batch=N)``), shown in the
+result's notes.  Each ``mmu_update`` costs one entry/exit plus ``hypercall_pte`` per entry, so a
+bigger batch saves transitions only where the kernel writes several entries before it needs
+them applied (building the boot identity map, tearing down an address space); a single PTE
+write followed by INVLPG or a return to user mode is flushed alone whatever the batch.
+
+Events and costs
+----------------
+=============================  ===============================================================
+``hypercall:<name>``           one hypercall: ``monitor_entry`` + ``monitor_return``
+                               (``transitions``) + ``hypercall`` (``emulation``; ``devices`` for
+                               ``console_write`` and ``block_io``, which also pay ``blk_sector``
+                               per sector); ``mmu_update`` adds ``hypercall_pte`` per entry it
+                               validates (``memory``), so its average cost grows with the batch
+``reflect:<vector>``           a trap or interrupt bounced into the guest: entry + return +
+                               ``reflect`` (a pending event delivered on the way back from
+                               another exit pays only ``reflect``)
+``paravirt:pte_updates``       page-table entries validated by ``mmu_update`` (no extra cycles:
+                               they are in ``hypercall:mmu_update``)
+``paravirt:validate_table``    frames that became page tables; ``hypercall_pte`` per present
+                               entry checked (``memory``)
+``paravirt:release_table``     page tables that became ordinary memory again
+``paravirt:refused_update``,   requests refused (the guest gets -1; the first reason is in the
+``paravirt:refused_baseptr``   notes)
+``paravirt:pt_write_fault``    the guest kernel stored to one of its page tables (reflected #PF)
+``paravirt:privileged_fault``  a privileged instruction in the PV kernel (the run stops)
+``timer:pending``              the virtual timer fired while the guest masked events
+``monitor:preempt``            the monitor's own time slice ended (entry + return)
+=============================  ===============================================================
+
+The host CPU's own cycles -- the guest's instructions, TLB misses, walks, idle ticks -- are
+``guest``.  The result's ``traps`` are the traps delivered to the guest (reflected), not the
+host's exits.  A run stops with ``halt`` (``shutdown`` hypercall, or ``block`` with no timer
+armed), ``budget``, ``unhandled_trap`` (a named guest fault, or a trap the guest has no handler
+for), ``triple_fault`` (the monitor cannot build the guest's trap frame) or ``until`` (a host
+breakpoint, ``host.ctrl[C_UNTIL]``, set after ``_boot()`` by a debugger or a test).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import isa
+from ..machine import Machine
+from ..results import TechniqueResult
+from ..state import (
+    BLK_BAD_ADDRESS,
+    BLK_BAD_COMMAND,
+    BLK_OK,
+    BLK_SECTOR_WORDS,
+    C_BLK_BUFFER,
+    C_BLK_SECTOR,
+    C_BLK_STATUS,
+    C_CPL,
+    C_CYCLES,
+    C_DISK_SECTORS,
+    C_FAULT_ADDR,
+    C_IF,
+    C_KSP,
+    C_LEVELS,
+    C_MEM_BYTES,
+    C_PAGING,
+    C_PC,
+    C_PTBR,
+    C_STOP_ERROR,
+    C_STOP_VECTOR,
+    C_STRICT,
+    C_TICKS,
+    C_TIMER_DEADLINE,
+    C_TIMER_PENDING,
+    C_TIMER_PERIOD,
+    C_TVB,
+    EV_BLK_READS,
+    EV_BLK_WRITES,
+    EV_IDLE_TICKS,
+    EV_INSTRUCTIONS,
+    EV_INVLPG,
+    EV_IRET,
+    EV_OP_BASE,
+    EV_SYSRET,
+    EV_TLB_FLUSHES,
+    EV_TRAPS,
+    EVENT_NAMES,
+    NEVER,
+    NUM_CTRL,
+    STOP_BUDGET,
+    STOP_NAMES,
+    STOP_TRAP_EXIT,
+    STOP_UNTIL,
+)
+from .base import MONITOR_BYTES, GuestView, Layout, Monitor, MonitorError
+
+#: host ticks the guest may run before the monitor takes the CPU back (a scheduling quantum;
+#: an assumption of the model, as in trap_emulate)
+DEFAULT_TIME_SLICE = 50_000
+#: most (entry, value) pairs one mmu_update may carry (the kernel's queue holds 64)
+MAX_MMU_BATCH = 1024
+
+#: Hypercall numbers (the same table as :data:`kernel_sim.guest.HYPERCALLS`).
+HYPERCALLS = {
+    "console_write": 0, "set_trap_table": 1, "stack_switch": 2, "mmu_update": 3,
+    "new_baseptr": 4, "invlpg": 5, "tlb_flush": 6, "iret": 7, "sysret": 8, "set_timer": 9,
+    "get_ticks": 10, "block_io": 11, "block": 12, "event_check": 13, "enable_paging": 14,
+    "shutdown": 15}
+HYPERCALL_NAMES = {n: name for name, n in HYPERCALLS.items()}
+_DEVICE_HYPERCALLS = frozenset(("console_write", "block_io"))
+
+# boot information page (word indices) and shared info page (word indices)
+BI_MAGIC, BI_MOFF, BI_SHINFO, BI_BATCH = 0, 4, 5, 7
+BOOT_MAGIC = 0x4B53494D
+DEFAULT_BATCH, KERNEL_MAX_BATCH = 8, 64
+SI_MASK, SI_PENDING, SI_CR2 = 0, 1, 2
+
+# Xen-like error numbers returned in r0
+EPERM, EFAULT, EINVAL, ENOSYS = -1, -14, -22, -38
+
+FRAME = isa.PTE_FRAME_MASK
+PAGE = isa.PAGE_SIZE
+P, W = isa.PTE_P, isa.PTE_W
+NONE, LEAF, DIRECTORY = -1, 0, 1         # page types of a guest frame
+MAX_DELIVERIES = 16
+PRIVILEGED_OPS = frozenset(i.opcode for i in isa.INSTRUCTIONS if i.cls == isa.PRIVILEGED)
+SENSITIVE_OPS = frozenset(i.opcode for i in isa.INSTRUCTIONS if i.cls == isa.SENSITIVE)
+_REFLECT = {v: "reflect:" + isa.VECTOR_KEYS.get(v, f"vector_{v}") for v in range(256)}
+
+
+class _Refused(Exception):
+    """An update or a root the monitor does not accept (the message says why)."""
+
+
+class _GuestStop(Exception):
+    """The guest cannot go on (shut down, named fault, unusable trap frame)."""
+
+    def __init__(self, stop: str, note: str, vector: int = -1, error: int = 0):
+        super().__init__(note)
+        self.stop, self.note, self.vector, self.error = stop, note, vector, error
+
+
+class Paravirt(Monitor):
+    """Xen-style paravirtualization with direct paging (see the module docstring).
+
+    Extra settings: ``time_slice`` (host ticks between forced returns to the monitor),
+    ``guard_bytes`` (host memory after the guest's RAM that belongs to nobody; the
+    containment tests watch it).  The ``mmu_update`` batch size belongs to the image.
+    """
+
+    name = "paravirt"
+    description = ("modified (PARAVIRT=1) kernel in ring 1: hypercalls instead of privileged "
+                   "instructions, validated page-table updates (direct paging)")
+
+    def __init__(self, image, *, time_slice: int = DEFAULT_TIME_SLICE,
+                 guard_bytes: int = PAGE, batch=None, **settings):
+        if batch is not None:
+            raise ValueError("the mmu_update batch size is a property of the guest image "
+                             "(boot info word 7): build it with build_guest(..., paravirt=True, "
+                             f"batch=N), not Paravirt(batch={batch!r})")
+        super().__init__(image, **settings)
+        for label, value, lo in (("time_slice", time_slice, 1), ("guard_bytes", guard_bytes, 0)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+                raise ValueError(f"{label} must be an integer >= {lo}, got {value!r}")
+        if guard_bytes % PAGE:
+            raise ValueError(f"guard_bytes must be a multiple of {PAGE}")
+        if self.levels != 2:
+            raise ValueError(f"the paravirt technique runs the PARAVIRT kernel, which is built "
+                             f"for 2-level page tables; levels={self.levels!r} is not supported")
+        if not getattr(image, "paravirt", False):
+            raise MonitorError("the paravirt technique runs a kernel built with PARAVIRT=1 "
+                               "(build_guest(..., paravirt=True)); this image is a plain build: "
+                               "run it with native, emulation, trap_emulate or "
+                               "binary_translation")
+        ram = np.asarray(image.ram)
+        size = int(image.ram_size)
+        if size % PAGE or size < 2 * PAGE or len(ram) * 4 < size:
+            raise MonitorError(f"the image's RAM ({size} bytes) must be whole pages")
+        if int(ram[BI_MAGIC]) != BOOT_MAGIC:
+            raise MonitorError("the image has no boot information page (word 0 must be the "
+                               "magic 0x4B53494D 'KSIM'): a PARAVIRT guest needs one to learn "
+                               "its machine offset and shared info page")
+        shinfo = int(ram[BI_SHINFO])
+        if shinfo % PAGE or not 0 < shinfo < size:
+            raise MonitorError(f"boot info word 5 (shared info page) must be a page-aligned "
+                               f"guest-physical address inside the RAM, got 0x{shinfo:x}")
+        self.time_slice = int(time_slice)
+        self.guard_bytes = int(guard_bytes)
+        raw_batch = int(ram[BI_BATCH])
+        #: the PV kernel's queue length, as the kernel reads boot info word 7
+        self.batch = min(raw_batch or DEFAULT_BATCH, KERNEL_MAX_BATCH)
+
+    # ==== boot ====================================================================================
+    def _boot(self) -> None:
+        image = self.image
+        size = int(image.ram_size)
+        moff = MONITOR_BYTES
+        self.layout = Layout(guest_base=moff, guest_size=size,
+                             host_size=moff + size + self.guard_bytes)
+        h = self.host = Machine(memory_size=self.layout.host_size, paging_levels=2,
+                                tlb_size=self.tlb_size, strict=self.strict, ring=1,
+                                costs={"trap": 0}, console_size=0,
+                                trace_size=self.trace_size, disk_sectors=image.disk_sectors)
+        self.moff, self.size, self.nframes = moff, size, size // PAGE
+        self.mem = h.mem
+        h.mem[moff >> 2:(moff + size) >> 2] = np.asarray(image.ram)[:size >> 2]
+        h.mem[(moff >> 2) + BI_MOFF] = moff          # where the guest's RAM really is
+        h.disk[:] = image.disk
+        h.guest_base, h.guest_size = moff, size
+        self.shinfo = moff + int(image.ram[BI_SHINFO])
+        self.shinfo_frame = int(image.ram[BI_SHINFO]) // PAGE
+        # boot page tables in the monitor's region (Xen's domain builder makes them too): guest
+        # virtual va -> machine moff + va for the whole RAM, supervisor, writable
+        ntables = -(-size // (PAGE * 1024))
+        self.boot_tables = (moff - (ntables + 1) * PAGE, moff)   #: host range, monitor-owned
+        root = self.boot_tables[0]
+        for t in range(ntables):
+            table = root + (t + 1) * PAGE
+            h.mem[(root >> 2) + t] = table | P | W
+            for i in range(min(1024, self.nframes - 1024 * t)):
+                h.mem[(table >> 2) + i] = (moff + (1024 * t + i) * PAGE) | P | W
+        self.boot_root = root
+        hc = h.ctrl
+        hc[C_PAGING] = 1                 # a PV guest always runs on page tables
+        hc[C_PTBR] = root
+        hc[C_IF] = 1                     # the host's IF stays on: the guest's is virtual
+        hc[C_PC] = image.entry
+        h.intercept[:] = 1               # every trap comes to the monitor
+        self._shared(SI_MASK, 1)         # events masked until the guest unmasks them
+        # page types (Xen's type_info, simplified): per guest frame
+        self.ptype = np.full(self.nframes, NONE, dtype=np.int8)
+        self.tref = np.zeros(self.nframes, dtype=np.int64)   # directory entries -> leaf table
+        self.wref = np.zeros(self.nframes, dtype=np.int64)   # writable leaf entries -> frame
+        # virtual CPU state the monitor keeps
+        self.trap_table = None           # copy of the guest's 256 handlers (Xen copies it too)
+        self.tvb = isa.NO_TVB
+        self.ksp = None
+        self.paging_enabled = False
+        self.timer_period, self.timer_deadline = 0, NEVER
+        self.blk = [0, 0, BLK_OK]
+        self.console = bytearray()
+        self.reflected = np.zeros(256, dtype=np.int64)
+        self.refusals: list = []
+        self.stop, self.stop_vector, self.stop_error = "none", -1, 0
+        self.stop_notes: list = []
+        self.exit_status = None
+        self.deliveries, self.last_retired = 0, -1
+
+    # ==== memory helpers ==========================================================================
+    def _shared(self, k: int, value: int | None = None) -> int:
+        if value is not None:
+            self.mem[(self.shinfo >> 2) + k] = value
+        return int(self.mem[(self.shinfo >> 2) + k])
+
+    def _frame(self, maddr: int) -> int:
+        """Guest frame number of machine address ``maddr``, or -1 if it is not the guest's."""
+        g = maddr - self.moff
+        return g // PAGE if 0 <= g < self.size else -1
+
+    def _walk(self, va: int, write: bool) -> int:
+        """Machine address of guest virtual ``va`` in the loaded tables (supervisor access, as
+        ring 1), setting accessed/dirty bits like the MMU; -1 if it does not translate."""
+        mem, limit = self.mem, self.host.memory_size
+        va &= 0xFFFFFFFF
+        table = int(self.host.ctrl[C_PTBR]) & FRAME
+        perm = P | W
+        for shift in (22, 12):
+            addr = table + 4 * ((va >> shift) & 0x3FF)
+            if addr + 4 > limit:
+                return -1
+            entry = int(mem[addr >> 2])
+            if not entry & P:
+                return -1
+            mem[addr >> 2] = entry | isa.PTE_A
+            perm &= entry
+            table = entry & FRAME
+        if write:
+            if not perm & W:
+                return -1
+            mem[addr >> 2] = int(mem[addr >> 2]) | isa.PTE_D
+        pa = table | (va & 0xFFF)
+        return pa if pa + 4 <= limit else -1
+
+    def _read_va(self, va: int) -> int:
+        pa = self._walk(va, False)
+        if pa < 0:
+            raise _Refused(f"guest address 0x{va & 0xFFFFFFFF:08x} is not mapped")
+        return int(self.mem[pa >> 2])
+
+    def _fetch(self, pc: int) -> int:
+        pa = self._walk(pc, False)
+        return int(self.mem[pa >> 2]) if pa >= 0 else -1
+
+    # ==== TLB (the host's: with direct paging it caches the guest's own translations) ============
+    def _flush_tlb(self) -> None:
+        self.host.tlb[:] = 0
+        self.host.counters[EV_TLB_FLUSHES] += 1
+
+    def _invlpg(self, va: int) -> None:
+        """INVLPG semantics of :mod:`kernel_sim.state` on the host TLB."""
+        tlb = self.host.tlb
+        vpn = (va & 0xFFFFFFFF) >> 12
+        i = 2 * ((vpn ^ (vpn >> 7) ^ (vpn >> 14)) & ((len(tlb) >> 1) - 1))
+        key = (((int(self.host.ctrl[C_PTBR]) & isa.ASID_MASK) << 20) | vpn) + 1
+        if tlb[i] == key:
+            tlb[i] = tlb[i + 1] = 0
+        self.host.counters[EV_INVLPG] += 1
+
+    # ==== page types: validation of the guest's page tables ======================================
+    def _entries(self, frame: int) -> np.ndarray:
+        base = (self.moff >> 2) + frame * 1024
+        return self.mem[base:base + 1024].astype(np.int64)
+
+    def _check_target(self, value: int) -> int:
+        """Frame number of a present entry's target; refused if outside the guest."""
+        f = self._frame(value & FRAME)
+        if f < 0:
+            raise _Refused(f"frame 0x{value & FRAME:08x} is not in the guest's memory "
+                           f"(machine 0x{self.moff:x}..0x{self.moff + self.size - 1:x})")
+        return f
+
+    def _acquire(self, frame: int, level: int) -> int:
+        """Give ``frame`` page-table type ``level`` (validating what that needs); returns the
+        number of present entries checked.  Nothing changes if it is refused."""
+        current = int(self.ptype[frame])
+        if current == level:
+            return 0
+        if current != NONE:                 # the other level: only if nothing uses it any more
+            if self._in_use(frame):
+                raise _Refused(f"frame 0x{self.moff + frame * PAGE:08x} is in use as a page "
+                               f"{'directory' if current == DIRECTORY else 'table'}")
+            self._release(frame)
+        new = {frame: level}
+        checked = 0
+        if level == DIRECTORY:
+            ents = self._entries(frame)
+            for idx in np.nonzero(ents & P)[0]:
+                checked += 1
+                t = self._check_target(int(ents[idx]))
+                if self.ptype[t] == DIRECTORY or t in new and new[t] == DIRECTORY:
+                    raise _Refused(f"directory entry {int(idx)} points at a page directory")
+                if self.ptype[t] == NONE:
+                    new[t] = LEAF
+        grant = []
+        for f, lvl in new.items():
+            if self.ptype[f] == DIRECTORY and lvl == LEAF:
+                raise _Refused("a page directory cannot be used as a page table")
+            if f == self.shinfo_frame:
+                raise _Refused("the shared info page cannot become a page table")
+            if self.wref[f]:
+                raise _Refused(f"frame 0x{self.moff + f * PAGE:08x} is mapped writable "
+                               f"({int(self.wref[f])} mapping(s)): it cannot become a page "
+                               f"table")
+            if lvl == LEAF:
+                ents = self._entries(f)
+                for idx in np.nonzero(ents & P)[0]:
+                    checked += 1
+                    x = self._check_target(int(ents[idx]))
+                    if ents[idx] & W:
+                        if self.ptype[x] != NONE or x in new:
+                            raise _Refused(f"entry {int(idx)} maps a page-table page writable")
+                        grant.append(x)
+        # commit
+        for f, lvl in new.items():
+            self.ptype[f] = lvl
+        for x in grant:
+            self.wref[x] += 1
+        if level == DIRECTORY:
+            ents = self._entries(frame)
+            for idx in np.nonzero(ents & P)[0]:
+                self.tref[self._frame(int(ents[idx]) & FRAME)] += 1
+        self.count("paravirt:validate_table", n=len(new), cycles=checked *
+                   self.cost["hypercall_pte"], category="memory")
+        self._flush_tlb()                # no stale writable translation of a new table survives
+        return checked
+
+    def _release(self, frame: int) -> None:
+        """``frame`` stops being a page table (nothing uses it): drop what its entries held."""
+        level = int(self.ptype[frame])
+        ents = self._entries(frame)
+        for idx in np.nonzero(ents & P)[0]:
+            t = self._frame(int(ents[idx]) & FRAME)
+            if level == DIRECTORY:
+                self.tref[t] -= 1
+            elif ents[idx] & W:
+                self.wref[t] -= 1
+        self.ptype[frame] = NONE
+        self.count("paravirt:release_table", category="memory")
+
+    def _in_use(self, frame: int) -> bool:
+        if self.ptype[frame] == DIRECTORY:
+            return self._frame(int(self.host.ctrl[C_PTBR]) & FRAME) == frame
+        return self.tref[frame] > 0
+
+    def _update(self, ptr: int, value: int) -> None:
+        """One validated page-table write: entry at machine address ``ptr`` = ``value``."""
+        if ptr & 3:
+            raise _Refused(f"entry address 0x{ptr:08x} is not word-aligned")
+        table = self._frame(ptr)
+        if table < 0:
+            raise _Refused(f"entry address 0x{ptr:08x} is not in the guest's memory")
+        level = int(self.ptype[table])
+        if level == NONE and self.wref[table]:
+            raise _Refused(f"entry address 0x{ptr:08x} is not in a page-table page (its frame "
+                           f"is mapped writable)")
+        if table == self.shinfo_frame:
+            raise _Refused("entry address is in the shared info page")
+        old = int(self.mem[ptr >> 2])
+        target = self._check_target(value) if value & P else -1
+        if level == DIRECTORY:
+            if target >= 0:
+                if target == table:
+                    raise _Refused("a directory entry cannot point at its own directory")
+                self._acquire(target, LEAF)
+                self.tref[target] += 1
+            if old & P:
+                self.tref[self._frame(old & FRAME)] -= 1
+        elif level == LEAF:
+            if target >= 0 and value & W:
+                if target == table:
+                    raise _Refused("a page table cannot map itself writable")
+                if self.ptype[target] != NONE:
+                    if self._in_use(target):
+                        raise _Refused(f"frame 0x{value & FRAME:08x} is a page-table page in "
+                                       f"use: it cannot be mapped writable")
+                    self._release(target)
+                self.wref[target] += 1
+            if old & P and old & W:
+                self.wref[self._frame(old & FRAME)] -= 1
+        self.mem[ptr >> 2] = value & 0xFFFFFFFF
+
+    def check_invariants(self) -> list:
+        """Recompute what direct paging promises from the tables themselves; return the
+        violations (an empty list when the guest is contained).
+
+        * every present entry of a page-table page names a frame of the guest;
+        * directory entries point at leaf tables, never at a directory;
+        * no page-table page (nor the shared info page) is mapped writable by a leaf table;
+        * the monitor's writable-mapping counts match the tables;
+        * the loaded root (once the guest left the boot tables) is a validated directory.
+        """
+        problems = []
+        wref = np.zeros(self.nframes, dtype=np.int64)
+        for f in np.nonzero(self.ptype != NONE)[0]:
+            ents = self._entries(int(f))
+            for idx in np.nonzero(ents & P)[0]:
+                t = self._frame(int(ents[idx]) & FRAME)
+                where = f"entry {int(idx)} of frame 0x{int(f) * PAGE:x}"
+                if t < 0:
+                    problems.append(f"{where} names machine 0x{int(ents[idx]) & FRAME:x}, "
+                                    f"outside the guest")
+                elif self.ptype[f] == DIRECTORY and self.ptype[t] != LEAF:
+                    problems.append(f"{where} points at a frame that is not a leaf table")
+                elif self.ptype[f] == LEAF and ents[idx] & W:
+                    wref[t] += 1
+        if not np.array_equal(wref, self.wref):
+            problems.append("writable-mapping counts differ from the tables")
+        for f in np.nonzero((self.ptype != NONE) & (wref > 0))[0]:
+            problems.append(f"page-table page 0x{int(f) * PAGE:x} is mapped writable")
+        if wref[self.shinfo_frame] and self.ptype[self.shinfo_frame] != NONE:
+            problems.append("the shared info page is a page table")
+        root = int(self.host.ctrl[C_PTBR]) & FRAME
+        if root != self.boot_root and (self._frame(root) < 0 or
+                                       self.ptype[self._frame(root)] != DIRECTORY):
+            problems.append(f"the loaded root 0x{root:x} is not a validated directory")
+        return problems
+
+    # ==== hypercalls ==============================================================================
+    def _charge(self, reason: str, cost_name: str | None, category: str,
+                transition: bool = True) -> None:
+        if transition:
+            self.count(reason, cycles=self.cost["monitor_entry"] + self.cost["monitor_return"],
+                       category="transitions")
+            if cost_name:
+                self.count(reason, n=0, cycles=self.cost[cost_name], category=category)
+        else:
+            self.count(reason, cycles=self.cost[cost_name] if cost_name else 0,
+                       category=category)
+
+    def _refuse(self, reason: str, message: str) -> None:
+        self.count(reason, category="emulation")
+        self.refusals.append(message)
+
+    def _hypercall(self, number: int) -> None:
+        h = self.host
+        hc, regs = h.ctrl, h.regs
+        name = HYPERCALL_NAMES.get(number)
+        label = f"hypercall:{name or f'unknown_{number}'}"
+        self._charge(label, "hypercall", "devices" if name in _DEVICE_HYPERCALLS else "emulation")
+        # the VMCALL retires: one guest instruction, one tick (its cycles are the hypercall's)
+        h.counters[EV_INSTRUCTIONS] += 1
+        h.counters[EV_OP_BASE + isa.OP_VMCALL] += 1
+        hc[C_TICKS] += 1
+        pc = int(hc[C_PC])
+        hc[C_PC] = (pc + 4) & 0xFFFFFFFF
+        r1, r2, r3 = (int(regs[k]) for k in (1, 2, 3))
+        result = 0
+        if name is None:
+            result = ENOSYS
+        elif name == "console_write":
+            self.console.append(r1 & 0xFF)
+        elif name == "set_trap_table":
+            try:
+                self.trap_table = [self._read_va(r1 + 4 * v) for v in range(256)]
+                # the host never delivers through it (every vector is intercepted), but a
+                # non-strict RDTVB in user mode reads it, and should see the guest's table
+                self.tvb = hc[C_TVB] = r1
+            except _Refused:
+                result = EFAULT
+        elif name == "stack_switch":
+            self.ksp = r1
+        elif name == "mmu_update":
+            result = self._mmu_update(r1, r2)
+        elif name == "new_baseptr":
+            result = self._new_baseptr(r1)
+        elif name == "invlpg":
+            self._invlpg(r1)
+        elif name == "tlb_flush":
+            self._flush_tlb()
+        elif name in ("iret", "sysret"):
+            self._return_from_trap(name == "sysret")
+            return
+        elif name == "set_timer":
+            self.timer_period = r1
+            self.timer_deadline = int(hc[C_TICKS]) + r1 if r1 else NEVER
+        elif name == "get_ticks":
+            result = int(hc[C_TICKS]) & 0xFFFFFFFF
+        elif name == "block_io":
+            result = self._block_io(label, r1, r2, r3)
+        elif name == "block":
+            self._block()
+        elif name == "event_check":
+            pass                             # delivered on the way back to the guest
+        elif name == "enable_paging":
+            self.paging_enabled = True
+        elif name == "shutdown":
+            self.exit_status = r1
+            raise _GuestStop("halt", f"the guest shut down (shutdown hypercall, status "
+                                     f"{r1 - (1 << 32) if r1 & 0x80000000 else r1})")
+        regs[0] = result & 0xFFFFFFFF
+
+    def _mmu_update(self, va: int, n: int) -> int:
+        if not 0 <= n <= MAX_MMU_BATCH:
+            return EINVAL
+        done = 0
+        try:
+            for k in range(n):
+                try:
+                    ptr = self._read_va(va + 8 * k)
+                    value = self._read_va(va + 8 * k + 4)
+                except _Refused as why:
+                    self._refuse("paravirt:refused_update", f"mmu_update refused: {why}")
+                    return EFAULT
+                self.count("paravirt:pte_updates", category="memory")
+                self.count("hypercall:mmu_update", n=0, cycles=self.cost["hypercall_pte"],
+                           category="memory")
+                self._update(ptr, value)
+                done += 1
+        except _Refused as why:
+            self._refuse("paravirt:refused_update", f"mmu_update refused: {why}")
+            return EPERM
+        return done
+
+    def _new_baseptr(self, value: int) -> int:
+        root = self._frame(value & FRAME)
+        try:
+            if root < 0:
+                raise _Refused(f"root 0x{value & FRAME:08x} is not in the guest's memory")
+            self._acquire(root, DIRECTORY)
+        except _Refused as why:
+            self._refuse("paravirt:refused_baseptr", f"new_baseptr refused: {why}")
+            return EPERM
+        hc = self.host.ctrl
+        first = (int(hc[C_PTBR]) & FRAME) == self.boot_root
+        hc[C_PTBR] = value & 0xFFFFFFFF
+        if first or not value & isa.ASID_MASK:   # ASID 0 is untagged: flush, as WRCR ptbr does
+            self._flush_tlb()
+        return 0
+
+    def _block_io(self, label: str, command: int, sector: int, maddr: int) -> int:
+        h = self.host
+        self.blk = [sector, (maddr - self.moff) & 0xFFFFFFFF, BLK_OK]
+        first, last = self._frame(maddr & ~3), self._frame((maddr & ~3) + 511)
+        if command not in (isa.BLK_READ, isa.BLK_WRITE):
+            status = BLK_BAD_COMMAND
+        elif not 0 <= sector < h.disk_sectors or first < 0 or last < 0:
+            status = BLK_BAD_ADDRESS
+        elif command == isa.BLK_READ and (self.ptype[first] != NONE or
+                                          self.ptype[last] != NONE):
+            status = BLK_BAD_ADDRESS         # DMA into a page table would bypass validation
+        else:
+            word = (maddr & ~3) >> 2
+            disk = h.disk[sector * BLK_SECTOR_WORDS:(sector + 1) * BLK_SECTOR_WORDS]
+            if command == isa.BLK_READ:
+                self.mem[word:word + BLK_SECTOR_WORDS] = disk
+                h.counters[EV_BLK_READS] += 1
+            else:
+                disk[:] = self.mem[word:word + BLK_SECTOR_WORDS]
+                h.counters[EV_BLK_WRITES] += 1
+            self.count(label, n=0, cycles=self.cost["blk_sector"], category="devices")
+            status = BLK_OK
+        self.blk[2] = status
+        return status
+
+    def _block(self) -> None:
+        """Sleep until the next event: skip the idle ticks to the virtual timer's deadline."""
+        if self._shared(SI_PENDING):
+            return
+        hc = self.host.ctrl
+        if self.timer_deadline == NEVER:
+            raise _GuestStop("halt", "the guest blocked with no timer armed: nothing can ever "
+                                     "wake it")
+        ticks = int(hc[C_TICKS])
+        if self.timer_deadline > ticks:
+            idle = self.timer_deadline - ticks
+            hc[C_TICKS] = self.timer_deadline
+            self.host.counters[EV_IDLE_TICKS] += idle
+            hc[C_CYCLES] += idle * self.cost["idle_tick"]
+
+    def _return_from_trap(self, sysret: bool) -> None:
+        """``iret``/``sysret``: pop the five-word frame at sp (as IRET/SYSRET would)."""
+        h = self.host
+        sp = int(h.regs[isa.SP])
+        try:
+            _, pc, cpl, flags, old_sp = (self._read_va(sp + 4 * k) for k in range(5))
+        except _Refused as why:
+            raise _GuestStop("triple_fault", f"iret/sysret with an unreadable frame at sp "
+                                             f"0x{sp:08x}: {why}", isa.VEC_GP) from None
+        if sysret:
+            cpl, flags = 3, isa.FLAG_IF
+            h.counters[EV_SYSRET] += 1
+        else:
+            h.counters[EV_IRET] += 1
+        h.ctrl[C_PC] = pc
+        h.ctrl[C_CPL] = 3 if cpl & 3 == 3 else 1     # never ring 0: Xen forces the guest's RPL
+        h.regs[isa.SP] = old_sp
+        self._shared(SI_MASK, 0 if flags & isa.FLAG_IF else 1)
+
+    # ==== reflecting traps into the guest =========================================================
+    def _deliver(self, vec: int, err: int, rp: int, transition: bool = True) -> None:
+        """Bounce a trap to the guest's handler through its trap table (see the docstring)."""
+        h = self.host
+        hc = h.ctrl
+        key = isa.VECTOR_KEYS.get(vec, f"vector {vec}")
+        if self.trap_table is None or self.trap_table[vec] == 0:
+            raise _GuestStop("unhandled_trap", f"{key} at 0x{rp:08x} in ring {int(hc[C_CPL])}: "
+                             f"the guest registered no handler for vector {vec}", vec, err)
+        retired = int(h.counters[EV_INSTRUCTIONS])
+        self.deliveries = self.deliveries + 1 if retired == self.last_retired else 1
+        self.last_retired = retired
+        if self.deliveries > MAX_DELIVERIES:
+            raise _GuestStop("triple_fault", f"{MAX_DELIVERIES} traps in a row without a "
+                             f"retired instruction (last: {key} at 0x{rp:08x})", vec, err)
+        self._charge(_REFLECT[vec], "reflect", "emulation", transition)
+        old_cpl, old_sp = int(hc[C_CPL]), int(h.regs[isa.SP])
+        if old_cpl == 3 and self.ksp is None:
+            raise _GuestStop("triple_fault", f"{key} from user mode but the guest gave no "
+                             f"kernel stack (stack_switch)", vec, err)
+        sp = self.ksp if old_cpl == 3 else old_sp
+        flags = 0 if self._shared(SI_MASK) else isa.FLAG_IF
+        frame = (old_sp, flags, old_cpl, rp, err)
+        where = [self._walk(sp - 4 * (k + 1), True) for k in range(5)]
+        if min(where) < 0:
+            raise _GuestStop("triple_fault", f"cannot push the trap frame for {key}: the kernel "
+                             f"stack at 0x{sp & 0xFFFFFFFF:08x} is not writable", vec, err)
+        for pa, value in zip(where, frame, strict=True):
+            self.mem[pa >> 2] = value & 0xFFFFFFFF
+        h.regs[isa.SP] = (sp - 20) & 0xFFFFFFFF
+        hc[C_CPL] = 1
+        hc[C_PC] = self.trap_table[vec]
+        self._shared(SI_MASK, 1)
+        self.reflected[vec] += 1
+        h.counters[EV_TRAPS] += 1
+
+    def _deliver_pending(self) -> None:
+        """Before returning to the guest: an unmasked pending event is delivered now."""
+        if self._shared(SI_PENDING) and not self._shared(SI_MASK):
+            self._shared(SI_PENDING, 0)
+            self._deliver(isa.VEC_TIMER, 0, int(self.host.ctrl[C_PC]), transition=False)
+
+    def _timer_due(self) -> bool:
+        ticks = int(self.host.ctrl[C_TICKS])
+        if ticks < self.timer_deadline:
+            return False
+        if self.timer_period:
+            periods = (ticks - self.timer_deadline) // self.timer_period + 1
+            self.timer_deadline += periods * self.timer_period
+        else:
+            self.timer_deadline = NEVER
+        return True
+
+    # ==== the run loop ============================================================================
+    def _run(self, budget: int) -> None:
+        from ..cpu import run_native
+
+        h = self.host
+        hc, cnt = h.ctrl, h.counters
+        args = (h.regs, hc, h.mem, h.tlb, h.costs, cnt, h.console_buffer, h.trace, h.intercept)
+        start = int(cnt[EV_INSTRUCTIONS])
+        try:
+            while True:
+                if self._timer_due():                 # e.g. after `block` skipped idle ticks
+                    self._shared(SI_PENDING, 1)
+                self._deliver_pending()
+                retired = int(cnt[EV_INSTRUCTIONS]) - start
+                if retired >= budget:
+                    self.stop = STOP_NAMES[STOP_BUDGET]
+                    return
+                ticks = int(hc[C_TICKS])
+                hc[C_TIMER_DEADLINE] = min(self.timer_deadline, ticks + self.time_slice)
+                hc[C_TIMER_PERIOD] = self.time_slice
+                hc[C_TIMER_PENDING] = 0
+                reason = run_native(*args, budget - retired)
+                if reason == STOP_TRAP_EXIT:
+                    self._exit(int(hc[C_STOP_VECTOR]), int(hc[C_STOP_ERROR]))
+                elif reason in (STOP_BUDGET, STOP_UNTIL):
+                    # STOP_UNTIL: a breakpoint on the host (host.ctrl[C_UNTIL] = a guest pc, as
+                    # Machine.run(until=...)), set by a debugger or a test after _boot()
+                    self.stop = STOP_NAMES[reason]
+                    return
+                else:
+                    raise MonitorError(f"unexpected host stop {STOP_NAMES.get(reason, reason)}")
+        except _GuestStop as s:
+            self.stop, self.stop_vector, self.stop_error = s.stop, s.vector, s.error
+            self.stop_notes.append(s.note)
+
+    def _exit(self, vec: int, err: int) -> None:
+        h = self.host
+        hc = h.ctrl
+        pc, cpl = int(hc[C_PC]), int(hc[C_CPL])
+        if vec == isa.VEC_TIMER:
+            if self._timer_due():
+                if self._shared(SI_MASK):
+                    self._shared(SI_PENDING, 1)
+                    self._charge("timer:pending", None, "transitions")
+                else:
+                    self._shared(SI_PENDING, 0)
+                    self._deliver(vec, 0, pc)
+            else:
+                self._charge("monitor:preempt", None, "transitions")
+            return
+        word = self._fetch(pc) if vec in (isa.VEC_UD, isa.VEC_GP) else -1
+        op = word >> 24 if word >= 0 else -1
+        if vec == isa.VEC_UD and cpl == 1 and op == isa.OP_VMCALL:
+            self._hypercall(word & 0xFFFF)
+            return
+        if vec == isa.VEC_GP and cpl == 1 and (op in PRIVILEGED_OPS or op in SENSITIVE_OPS):
+            mnemonic = isa.BY_OPCODE[op].mnemonic
+            kind = "privileged" if op in PRIVILEGED_OPS else "sensitive"
+            self._charge("paravirt:privileged_fault", None, "transitions")
+            raise _GuestStop("unhandled_trap", f"{kind} instruction {mnemonic} at 0x{pc:08x}: a "
+                             f"paravirtual kernel must use hypercalls", vec, err)
+        if vec == isa.VEC_PF:
+            va = int(hc[C_FAULT_ADDR])
+            self._shared(SI_CR2, va)
+            if err & isa.PF_WRITE and err & isa.PF_PRESENT and cpl == 1:
+                pa = self._walk(va, False)
+                if pa >= 0 and self._frame(pa) >= 0 and self.ptype[self._frame(pa)] != NONE:
+                    self.count("paravirt:pt_write_fault", category="emulation")
+                    self.stop_notes.append(f"the guest kernel wrote its page table at "
+                                           f"0x{va:08x} directly (pc 0x{pc:08x}): page tables "
+                                           f"are read-only, updates go through mmu_update")
+        self._deliver(vec, err, pc)
+
+    # ==== results =================================================================================
+    def _frame_to_gpa(self, maddr: int) -> int:
+        g = maddr - self.moff
+        return g if 0 <= g < self.size else -1
+
+    def view(self) -> GuestView:
+        h = self.host
+        hc = h.ctrl
+        v = np.zeros(NUM_CTRL, dtype=np.int64)
+        v[C_PC], v[C_CPL] = hc[C_PC], hc[C_CPL]
+        v[C_IF] = 0 if self._shared(SI_MASK) else 1
+        v[C_PAGING] = int(self.paging_enabled)
+        v[C_PTBR] = hc[C_PTBR]
+        v[C_FAULT_ADDR] = self._shared(SI_CR2)
+        v[C_TVB] = self.tvb
+        v[C_KSP] = self.ksp if self.ksp is not None else 0
+        v[C_TICKS] = hc[C_TICKS]
+        v[C_TIMER_PERIOD], v[C_TIMER_DEADLINE] = self.timer_period, self.timer_deadline
+        v[C_TIMER_PENDING] = self._shared(SI_PENDING)
+        v[C_BLK_SECTOR], v[C_BLK_BUFFER], v[C_BLK_STATUS] = self.blk
+        v[C_LEVELS], v[C_MEM_BYTES], v[C_STRICT] = 2, self.size, int(self.strict)
+        v[C_DISK_SECTORS] = h.disk_sectors
+        ram = h.mem[self.moff >> 2:(self.moff + self.size) >> 2]
+        return GuestView(h.regs, v, ram, h.disk, bytes(self.console), 2,
+                         frame_to_gpa=self._frame_to_gpa)
+
+    def notes(self) -> list:
+        out = [f"PARAVIRT kernel in ring 1, guest RAM at machine 0x{self.moff:x}; mmu_update "
+               f"batch size {self.batch} (boot info word 7: build_guest(..., batch=N))"]
+        out += self.stop_notes
+        if self.refusals:
+            out.append(f"{len(self.refusals)} refused request(s); first: {self.refusals[0]}")
+        return out
+
+    def result(self) -> TechniqueResult:
+        h = self.host
+        cnt = h.counters
+        events = {name: int(cnt[i]) for i, name in enumerate(EVENT_NAMES)}
+        events["traps"] = int(self.reflected.sum())
+        traps = {isa.VECTOR_KEYS.get(int(v), f"vector_{int(v)}"): int(self.reflected[v])
+                 for v in np.nonzero(self.reflected)[0]}
+        opcodes = {}
+        for op in np.nonzero(cnt[EV_OP_BASE:EV_OP_BASE + 256])[0]:
+            ins = isa.BY_OPCODE.get(int(op))
+            opcodes[ins.mnemonic if ins else f"0x{int(op):02x}"] = int(cnt[EV_OP_BASE + op])
+        self.cycles["guest"] = int(h.ctrl[C_CYCLES])
+        return TechniqueResult.from_view(
+            self.view(), stop=self.stop, instructions=events["instructions"], events=events,
+            traps=traps, opcodes=opcodes, technique=self.name, cpu=self.cpu, strict=self.strict,
+            monitor_events=dict(self.events), event_cycles=dict(self.event_cycles),
+            cycles_by_category=dict(self.cycles), stop_vector=self.stop_vector,
+            stop_error=self.stop_error, notes=self.notes())
+
+
+__all__ = ["Paravirt", "DEFAULT_TIME_SLICE", "HYPERCALLS"]
