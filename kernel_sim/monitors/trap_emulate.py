@@ -1,0 +1,385 @@
+"""``trap_emulate``: run the guest kernel deprivileged; every sensitive act traps to the monitor.
+
+The classic recipe (Popek & Goldberg 1974; IBM VM/370) on the toy machine:
+
+* **Ring compression.**  The guest kernel (virtual ring 0) runs in host ring 1, user code in
+  ring 3.  Every instruction runs directly on the host CPU until one needs the monitor.
+* **Every trap comes to the monitor.**  The host intercepts all 256 vectors, so any trap stops
+  the host CPU and the monitor decides what it means:
+
+  ========================  ======================================================================
+  host trap                 what the monitor does (event names in the exit table)
+  ========================  ======================================================================
+  #GP at virtual ring 0     a privileged instruction (or, strict ISA, a sensitive one): emulate it
+                            against the virtual CPU (``emulate:<mnemonic>``)
+  #GP at virtual ring 1..3  the guest's own #GP: reflect it (``reflect:general_protection``)
+  #PF                       shadow paging (:mod:`kernel_sim.monitors.shadow`): fill the shadow
+                            (``shadow:hidden_fault``), reflect the guest's own page fault or bus
+                            error (``shadow:true_fault``), or emulate a store to a guest page
+                            table (``shadow:pt_write``)
+  timer                     the virtual timer fired: inject it (``reflect:timer_interrupt``) or,
+                            while the virtual IF is 0, keep it pending (``timer:pending``); or
+                            the monitor's own time slice ran out (``monitor:preempt``)
+  anything else             reflect it into the guest (``reflect:syscall``, ``reflect:...``)
+  ========================  ======================================================================
+
+  A pending interrupt injected later (right after an emulated STI, POPF, IRET or SYSRET) is
+  counted as ``reflect:timer_interrupt`` without a transition of its own; a WRCR of the PTBR
+  also counts ``shadow:root_hit`` or ``shadow:root_new``.
+
+* **The interrupt flag is virtual.**  The host IF stays 1 while the guest runs; the guest's CLI
+  and STI only change the virtual IF.  A pending virtual interrupt is injected at the first
+  instruction boundary where the virtual IF is 1 -- exactly where the bare machine would take it.
+  The host timer is programmed from the virtual timer, but never further ahead than the monitor's
+  time slice, so a guest that disables interrupts and spins cannot keep the monitor out.
+
+Why it fails on a non-strict ISA
+--------------------------------
+``PUSHF``, ``POPF``, ``GETCPL`` and ``RDTVB`` are sensitive but not privileged: in ring 1 they
+run without trapping and see the *host's* state.  POPF cannot restore the virtual IF (the CPU
+silently ignores it outside ring 0), GETCPL reveals ring 1, RDTVB the monitor's vector table.
+The monitor never gets a chance to fix them up -- Popek and Goldberg's condition is violated.
+The result's ``notes`` say when that happened.  With ``strict=True`` they trap and are emulated.
+
+Costs
+-----
+Every exit charges ``monitor_entry`` + ``monitor_return`` (category ``transitions``) plus the
+handler (``emulate`` / ``reflect`` in ``emulation``; ``shadow_*`` and ``walk_ref`` per guest
+entry read in ``memory``; ``device_io`` and the disk's ``blk_sector`` in ``devices``).  The host
+CPU's own cycles -- the guest's instructions, shadow TLB misses and walks -- are ``guest``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import isa
+from ..machine import Machine
+from ..results import TechniqueResult
+from ..state import (
+    C_CPL,
+    C_CYCLES,
+    C_DELIVERIES,
+    C_FAULT_ADDR,
+    C_IF,
+    C_PAGING,
+    C_PC,
+    C_STOP_ERROR,
+    C_STOP_VECTOR,
+    C_TICKS,
+    C_TIMER_DEADLINE,
+    C_TIMER_PENDING,
+    C_TIMER_PERIOD,
+    C_TVB,
+    EV_BLK_READS,
+    EV_BLK_WRITES,
+    EV_IDLE_TICKS,
+    EV_INSTRUCTIONS,
+    EV_OP_BASE,
+    EV_POPF_IGNORED,
+    EV_TLB_HIT,
+    EV_TLB_MISS,
+    EV_VECTOR_BASE,
+    EV_WALK_REFS,
+    EVENT_NAMES,
+    STOP_BUDGET,
+    STOP_NAMES,
+    STOP_TRAP_EXIT,
+)
+from .base import MONITOR_BYTES, GuestView, Layout, Monitor, MonitorError
+from .shadow import FrameAllocator, ShadowPager, emulate_store
+from .vcpu import (
+    ACC_FETCH,
+    ACC_READ,
+    ACC_WRITE,
+    MNEMONIC,
+    PRIVILEGED_OPS,
+    SENSITIVE_OPS,
+    Stop,
+    VirtualCPU,
+)
+
+#: host ticks the guest may run before the monitor takes the CPU back (when the virtual timer is
+#: off or further away); an assumption of the model, like a hypervisor's scheduling quantum
+DEFAULT_TIME_SLICE = 50_000
+#: the monitor's own trap-vector table (what a non-strict RDTVB leaks): the last monitor page
+MONITOR_TVB = MONITOR_BYTES - isa.PAGE_SIZE
+_REFLECT = {v: "reflect:" + isa.VECTOR_KEYS.get(v, f"vector_{v}") for v in range(256)}
+_EMULATE = {op: "emulate:" + MNEMONIC[op] for op in PRIVILEGED_OPS | SENSITIVE_OPS}
+#: cost names of the shadow events that happen inside another exit (no transition of their own);
+#: dropping everything or unshadowing a page is charged like building a root / filling an entry
+#: (model assumptions)
+_PAGER_COSTS = {"shadow:root_hit": "shadow_root_hit", "shadow:root_new": "shadow_root_new",
+                "shadow:flush_all": "shadow_root_new", "shadow:unshadow": "shadow_fill"}
+_SENSITIVE_NAMES = ", ".join(MNEMONIC[op].upper() for op in sorted(SENSITIVE_OPS))
+
+
+class TrapEmulate(Monitor):
+    """Trap-and-emulate with shadow page tables (see the module docstring).
+
+    Extra settings: ``time_slice`` (host ticks between forced returns to the monitor),
+    ``max_roots`` (cached shadow address spaces), ``unshadow_after`` (emulated writes in a row
+    after which a guest page table is no longer shadowed, 0: never; see
+    :class:`~kernel_sim.monitors.shadow.ShadowPager`), ``guard_bytes`` (host memory after the
+    guest's RAM that belongs to nobody; the containment tests watch it).
+    """
+
+    name = "trap_emulate"
+    description = ("guest kernel deprivileged to ring 1; privileged instructions trap and are "
+                   "emulated; shadow page tables")
+
+    def __init__(self, image, *, time_slice: int = DEFAULT_TIME_SLICE, max_roots: int = 32,
+                 unshadow_after: int = 16, guard_bytes: int = isa.PAGE_SIZE, **settings):
+        super().__init__(image, **settings)
+        for label, value, lo, hi in (("time_slice", time_slice, 1, 10 ** 9),
+                                     ("max_roots", max_roots, 1, 4000),
+                                     ("unshadow_after", unshadow_after, 0, 10 ** 9),
+                                     ("guard_bytes", guard_bytes, 0, 1 << 24)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                    or not lo <= value <= hi:
+                raise ValueError(f"{label} must be an integer between {lo} and {hi}, "
+                                 f"got {value!r}")
+        if guard_bytes % isa.PAGE_SIZE:
+            raise ValueError(f"guard_bytes must be a multiple of {isa.PAGE_SIZE}")
+        if getattr(image, "paravirt", False):
+            raise MonitorError("trap_emulate runs unmodified guests; this image was built with "
+                               "PARAVIRT=1 (use the paravirt technique)")
+        self.time_slice = int(time_slice)
+        self.max_roots = int(max_roots)
+        self.unshadow_after = int(unshadow_after)
+        self.guard_bytes = int(guard_bytes)
+
+    # ---- boot --------------------------------------------------------------------------------
+    def _boot(self) -> None:
+        image = self.image
+        ram = image.ram_size
+        if self.levels == 1 and ram > 1024 * isa.PAGE_SIZE:
+            raise MonitorError("with 1-level page tables the host can map only 4 MiB, so the "
+                               "guest's RAM must not be larger")
+        base = MONITOR_BYTES
+        self.layout = Layout(guest_base=base, guest_size=ram,
+                             host_size=base + ram + self.guard_bytes)
+        h = self.host = Machine(memory_size=self.layout.host_size, paging_levels=self.levels,
+                                tlb_size=self.tlb_size, strict=self.strict, ring=1,
+                                costs={"trap": 0}, console_size=0, trace_size=0,
+                                disk_sectors=image.disk_sectors)
+        h.mem[base >> 2:(base + ram) >> 2] = image.ram
+        h.disk[:] = image.disk
+        h.guest_base, h.guest_size = base, ram
+        self.vcpu = VirtualCPU(h.regs, h.mem, base, ram, h.disk, levels=self.levels,
+                               strict=self.strict)
+        self.vcpu.reset(image.entry)
+        self.allocator = FrameAllocator(h.mem, 0, MONITOR_TVB)
+        self.pager = ShadowPager(self.vcpu, h.ctrl, h.tlb, self.allocator, self.levels,
+                                 max_roots=self.max_roots,
+                                 unshadow_after=self.unshadow_after)
+        hc = h.ctrl
+        hc[C_PAGING] = 1                       # the host always walks shadow tables
+        hc[C_IF] = 1                           # the host's IF stays on: the guest's is virtual
+        hc[C_TVB] = MONITOR_TVB
+        hc[C_TIMER_PERIOD] = self.time_slice   # any non-zero period: reprogrammed every entry
+        h.intercept[:] = 1                     # every trap comes to the monitor
+        self.stop = "none"
+        self.stop_vector, self.stop_error = -1, 0
+        self.exits = 0
+
+    # ---- bookkeeping -------------------------------------------------------------------------
+    def _charge(self, reason: str, handler: str | None, category: str, transition: bool = True,
+                walk_refs: int = 0) -> None:
+        """One event: entry + return (if it was a real exit), the handler, guest walk refs."""
+        cost = self.cost
+        if transition:
+            self.count(reason, cycles=cost["monitor_entry"] + cost["monitor_return"],
+                       category="transitions")
+            if handler is not None:
+                self.count(reason, n=0, cycles=cost[handler], category=category)
+        else:
+            self.count(reason, cycles=cost[handler], category=category)
+        if walk_refs:
+            self.count(reason, n=0, cycles=walk_refs * cost["walk_ref"], category="memory")
+
+    def _drain_pager_events(self) -> None:
+        for name in self.pager.events:
+            self._charge(name, _PAGER_COSTS[name], "memory", transition=False)
+        self.pager.events.clear()
+
+    def _fetch(self, pc: int) -> int:
+        """The guest instruction at ``pc`` (it was just fetched by the host through a shadow)."""
+        hpa = self.pager.host_translate(pc)
+        if hpa < 0:
+            gpa = self.vcpu.translate(pc, ACC_FETCH)
+            if gpa < 0:
+                raise MonitorError(f"cannot read the guest instruction at 0x{pc:08x}")
+            hpa = self.layout.hpa(gpa)
+        return int(self.host.mem[hpa >> 2])
+
+    # ---- the run loop ------------------------------------------------------------------------
+    def _run(self, budget: int) -> None:
+        from ..cpu import run_native
+
+        h = self.host
+        hc, hcnt = h.ctrl, h.counters
+        v = self.vcpu
+        vc, vcnt = v.ctrl, v.counters
+        args = (h.regs, hc, h.mem, h.tlb, h.costs, hcnt, h.console_buffer, h.trace, h.intercept)
+        slice_ = self.time_slice
+        h0, v0 = int(hcnt[EV_INSTRUCTIONS]), int(vcnt[EV_INSTRUCTIONS])
+        hget, vget = hc.item, vc.item          # .item(i): a plain int, cheaper than vc[i]
+        try:
+            while True:
+                # steps 1-2 of a native step, on the virtual CPU
+                v.timer_check()
+                if vget(C_IF) and vget(C_TIMER_PENDING):
+                    vc[C_TIMER_PENDING] = 0
+                    self._charge(_REFLECT[isa.VEC_TIMER], "reflect", "emulation",
+                                 transition=False)
+                    v.deliver(isa.VEC_TIMER, 0, vget(C_PC))
+                    continue
+                before = hcnt.item(EV_INSTRUCTIONS)
+                retired = before - h0 + vcnt.item(EV_INSTRUCTIONS) - v0
+                if retired >= budget:
+                    self.stop = STOP_NAMES[STOP_BUDGET]
+                    return
+                # enter the guest: it runs directly on the host CPU until something traps
+                ticks = vget(C_TICKS)
+                hc[C_PC] = vget(C_PC)
+                hc[C_CPL] = vget(C_CPL) or 1     # ring compression: ring 0 runs in ring 1
+                hc[C_TICKS] = ticks
+                hc[C_TIMER_DEADLINE] = min(vget(C_TIMER_DEADLINE), ticks + slice_)
+                hc[C_TIMER_PENDING] = 0
+                reason = run_native(*args, budget - retired)
+                vc[C_TICKS] = hget(C_TICKS)
+                vc[C_PC] = hget(C_PC)
+                if hcnt.item(EV_INSTRUCTIONS) != before:
+                    vc[C_DELIVERIES] = 0
+                if reason == STOP_TRAP_EXIT:
+                    self.exits += 1
+                    self._exit(hget(C_STOP_VECTOR), hget(C_STOP_ERROR))
+                elif reason != STOP_BUDGET:
+                    raise MonitorError(f"unexpected host stop {STOP_NAMES.get(reason, reason)}")
+        except Stop as s:
+            self.stop = STOP_NAMES[s.reason]
+            self.stop_vector, self.stop_error = s.vector, s.error
+
+    def _exit(self, vec: int, err: int) -> None:
+        """One host trap: decide what it means for the guest and act on the virtual CPU."""
+        v = self.vcpu
+        vc = v.ctrl
+        pc = int(vc[C_PC])
+        if vec == isa.VEC_PF:
+            self._page_fault(int(self.host.ctrl[C_FAULT_ADDR]), err, pc)
+        elif vec == isa.VEC_GP:
+            word = self._fetch(pc)
+            op = word >> 24
+            if op not in PRIVILEGED_OPS and not (self.strict and op in SENSITIVE_OPS):
+                raise MonitorError(f"host #GP at 0x{pc:08x} on 0x{word:08x}, which should not "
+                                   f"trap")
+            if vc[C_CPL] != 0:
+                self._charge(_REFLECT[vec], "reflect", "emulation")
+                v.deliver(*v.privilege_fault(), pc)
+                return
+            name = _EMULATE[op]
+            self._charge(name, "emulate", "emulation")
+            if op == isa.OP_IN or op == isa.OP_OUT:
+                self.count(name, n=0, cycles=self.cost["device_io"], category="devices")
+                blk = v.counters[EV_BLK_READS] + v.counters[EV_BLK_WRITES]
+                fault = v.emulate(word)
+                moved = int(v.counters[EV_BLK_READS] + v.counters[EV_BLK_WRITES] - blk)
+                if moved:
+                    self.count(name, n=0, cycles=moved * self.cost["blk_sector"],
+                               category="devices")
+            else:
+                fault = v.emulate(word)
+            if fault is not None:
+                v.deliver(fault[0], fault[1], pc)
+        elif vec == isa.VEC_TIMER:
+            if vc[C_TICKS] < vc[C_TIMER_DEADLINE]:
+                self._charge("monitor:preempt", None, "transitions")
+                return
+            v.timer_check()
+            if vc[C_IF]:
+                vc[C_TIMER_PENDING] = 0
+                self._charge(_REFLECT[vec], "reflect", "emulation")
+                v.deliver(vec, 0, pc)
+            else:
+                self._charge("timer:pending", None, "transitions")
+        else:
+            self._charge(_REFLECT[vec], "reflect", "emulation")
+            v.deliver(vec, err, pc)
+        if self.pager.events:
+            self._drain_pager_events()
+
+    def _page_fault(self, va: int, err: int, pc: int) -> None:
+        v = self.vcpu
+        acc = ACC_WRITE if err & isa.PF_WRITE else ACC_FETCH if err & isa.PF_FETCH else ACC_READ
+        refs = v.walk_refs
+        kind, fvec, ferr = self.pager.page_fault(va, acc, int(v.ctrl[C_CPL]))
+        refs = v.walk_refs - refs
+        if kind == "hidden_fault":
+            self._charge("shadow:hidden_fault", "shadow_fill", "memory", walk_refs=refs)
+        elif kind == "pt_write":
+            self._charge("shadow:pt_write", "shadow_pt_write", "memory", walk_refs=refs)
+            fault = emulate_store(v, self._fetch(pc), known_va=va, known_gpa=fvec)
+            if fault is not None:
+                v.deliver(fault[0], fault[1], pc)
+        else:
+            self._charge("shadow:true_fault", "shadow_fill", "memory", walk_refs=refs)
+            self.count("shadow:true_fault", n=0, cycles=self.cost["reflect"],
+                       category="emulation")
+            v.deliver(fvec, ferr, pc)
+
+    # ---- results -----------------------------------------------------------------------------
+    def view(self) -> GuestView:
+        v = self.vcpu
+        return GuestView(self.host.regs, v.ctrl, v.ram, v.disk, bytes(v.console), self.levels)
+
+    def notes(self) -> list[str]:
+        """What went wrong that the monitor could not see (the non-strict ISA's blind spots)."""
+        if self.strict:
+            return []
+        hcnt = self.host.counters
+        ran = {isa.BY_OPCODE[op].mnemonic: int(hcnt[EV_OP_BASE + op]) for op in SENSITIVE_OPS
+               if hcnt[EV_OP_BASE + op]}
+        out = []
+        if ran:
+            listing = ", ".join(f"{k} x{n}" for k, n in sorted(ran.items()))
+            out.append(f"sensitive instructions ran unemulated in rings 1-3 ({listing}): they saw "
+                       f"the host's state, not the virtual CPU's (non-strict ISA: "
+                       f"{_SENSITIVE_NAMES} do not trap)")
+        ignored = int(hcnt[EV_POPF_IGNORED])
+        if ignored:
+            out.append(f"popf_ignored: {ignored} POPF(s) tried to change the interrupt flag and "
+                       f"were silently ignored; the virtual IF was not restored")
+        return out
+
+    def result(self) -> TechniqueResult:
+        if self.pager.events:                  # a run that stopped inside an exit
+            self._drain_pager_events()
+        h, v = self.host, self.vcpu
+        hcnt, vcnt = h.counters, v.counters
+        events = {name: int(vcnt[i]) for i, name in enumerate(EVENT_NAMES)}
+        events["instructions"] += int(hcnt[EV_INSTRUCTIONS])
+        for idx, name in ((EV_TLB_HIT, "tlb_hits"), (EV_TLB_MISS, "tlb_misses"),
+                          (EV_WALK_REFS, "walk_refs"), (EV_POPF_IGNORED, "popf_ignored")):
+            events[name] = int(hcnt[idx])
+        traps = {}
+        for vec in np.nonzero(vcnt[EV_VECTOR_BASE:EV_VECTOR_BASE + 256])[0]:
+            traps[isa.VECTOR_KEYS.get(int(vec), f"vector_{int(vec)}")] = int(
+                vcnt[EV_VECTOR_BASE + vec])
+        ops = hcnt[EV_OP_BASE:EV_OP_BASE + 256] + vcnt[EV_OP_BASE:EV_OP_BASE + 256]
+        opcodes = {}
+        for op in np.nonzero(ops)[0]:
+            ins = isa.BY_OPCODE.get(int(op))
+            opcodes[ins.mnemonic if ins else f"0x{int(op):02x}"] = int(ops[op])
+        self.cycles["guest"] = int(h.ctrl[C_CYCLES]) + int(vcnt[EV_IDLE_TICKS]) * \
+            self.cost["idle_tick"]
+        trapped = self.stop in ("unhandled_trap", "triple_fault")
+        return TechniqueResult.from_view(
+            self.view(), stop=self.stop, instructions=events["instructions"], events=events,
+            traps=traps, opcodes=opcodes, technique=self.name, cpu=self.cpu, strict=self.strict,
+            monitor_events=dict(self.events), event_cycles=dict(self.event_cycles),
+            cycles_by_category=dict(self.cycles),
+            stop_vector=self.stop_vector if trapped else -1,
+            stop_error=self.stop_error if trapped else 0, notes=self.notes())
+
+
+__all__ = ["TrapEmulate", "DEFAULT_TIME_SLICE", "MONITOR_TVB"]

@@ -1,0 +1,520 @@
+"""The virtual CPU: the guest's control state, emulated instructions, reflected traps, devices.
+
+A monitor that deprivileges its guest (trap-and-emulate, binary translation, hardware assist)
+keeps the *virtual* CPU in software: the program counter, privilege level, interrupt flag and
+control registers the guest believes it has.  This module holds that state and implements, in
+plain Python, exactly the semantics of :mod:`kernel_sim.state` for everything the monitor does
+on the guest's behalf:
+
+* **emulating** a privileged instruction (``CLI STI IN OUT HLT WRCR RDCR INVLPG TLBFLUSH IRET
+  SYSRET``) and, on a strict machine, the sensitive ones (``PUSHF POPF GETCPL RDTVB``) against the
+  virtual state.  An emulated instruction *retires* as on the bare machine: ticks += 1,
+  instructions += 1, its opcode is counted, pc moves on;
+* **reflecting** a trap into the guest: the native delivery rules (vector table read through the
+  guest's page tables, five-word frame pushed as supervisor writes, ring 0, IF = 0, the storm and
+  triple-fault rules) applied to the virtual state;
+* **virtual devices**: the console (bytes go to a monitor-owned buffer), the timer (counted in
+  guest ticks) and the block device (DMA into guest-physical memory from the virtual disk).
+
+Guest memory
+------------
+The guest's RAM is a slice of host memory: guest-physical ``g`` is host-physical
+``base + g``.  Every access here goes through :meth:`VirtualCPU.read_phys` /
+:meth:`VirtualCPU.write_phys`, which check ``g`` against the guest's RAM size (beyond it: the
+native bus error, ``#GP(0)``), so nothing the guest asks for can reach the monitor's memory.
+Guest-virtual addresses are translated by :meth:`VirtualCPU.walk`, a software copy of the MMU's
+page walk over the *guest's* page tables, with the same side effects (accessed bits on every
+level, the dirty bit on a write) and the same fault codes.  There is no virtual TLB: the monitor
+walks every time, which is what a native TLB miss would do.
+
+The state lives in NumPy arrays in the machine's own layouts (``ctrl`` indices ``C_*`` and
+``counters`` indices ``EV_*`` of :mod:`kernel_sim.state`), so a :class:`GuestView` can present it
+to the digests exactly as a bare machine presents its own.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .. import isa
+from ..state import (
+    BLK_BAD_ADDRESS,
+    BLK_BAD_COMMAND,
+    BLK_OK,
+    BLK_SECTOR_WORDS,
+    C_BLK_BUFFER,
+    C_BLK_SECTOR,
+    C_BLK_STATUS,
+    C_CPL,
+    C_DELIVERIES,
+    C_DISK_SECTORS,
+    C_FAULT_ADDR,
+    C_IF,
+    C_KSP,
+    C_LEVELS,
+    C_MEM_BYTES,
+    C_PAGING,
+    C_PC,
+    C_PTBR,
+    C_STRICT,
+    C_TICKS,
+    C_TIMER_DEADLINE,
+    C_TIMER_PENDING,
+    C_TIMER_PERIOD,
+    C_TVB,
+    C_UNTIL,
+    CR_TO_CTRL,
+    EV_BLK_READS,
+    EV_BLK_WRITES,
+    EV_CONSOLE_DROPPED,
+    EV_CR_READS,
+    EV_CR_WRITES,
+    EV_HLT,
+    EV_IDLE_TICKS,
+    EV_INSTRUCTIONS,
+    EV_INVLPG,
+    EV_IO_IN,
+    EV_IO_OUT,
+    EV_IRET,
+    EV_OP_BASE,
+    EV_PAGE_FAULTS,
+    EV_PRIV_FAULTS,
+    EV_SYSRET,
+    EV_TLB_FLUSHES,
+    EV_TRAPS,
+    EV_VECTOR_BASE,
+    NEVER,
+    NUM_COUNTERS,
+    NUM_CTRL,
+    STOP_HALT,
+    STOP_TRIPLE_FAULT,
+    STOP_UNHANDLED_TRAP,
+)
+
+MASK32 = 0xFFFFFFFF
+SP = isa.SP
+#: fault code of an access beyond the guest's RAM (same convention as kernel_sim.mmu)
+BUS_ERROR = -1000
+ACC_READ, ACC_WRITE, ACC_FETCH = 0, 1, 2
+MAX_DELIVERIES = 16
+
+#: the instructions a deprivileged guest kernel traps on (emulated against the virtual CPU)
+PRIVILEGED_OPS = frozenset(i.opcode for i in isa.INSTRUCTIONS if i.cls == isa.PRIVILEGED)
+#: sensitive but unprivileged: they trap only on a strict machine
+SENSITIVE_OPS = frozenset((isa.OP_PUSHF, isa.OP_POPF, isa.OP_GETCPL, isa.OP_RDTVB))
+MNEMONIC = {i.opcode: i.mnemonic.lower() for i in isa.INSTRUCTIONS}
+_CR_INDEX = dict(enumerate(CR_TO_CTRL))
+_P, _W, _U, _A, _D = isa.PTE_P, isa.PTE_W, isa.PTE_U, isa.PTE_A, isa.PTE_D
+_FRAME = isa.PTE_FRAME_MASK
+
+
+class Stop(Exception):
+    """The guest cannot go on (unhandled trap, triple fault, halt): ``reason`` is a STOP_* code."""
+
+    def __init__(self, reason: int, vector: int = -1, error: int = 0):
+        super().__init__(reason)
+        self.reason, self.vector, self.error = reason, vector, error
+
+
+class VirtualCPU:
+    """The guest's CPU as the monitor keeps it in software.
+
+    Parameters
+    ----------
+    regs:
+        the guest's general registers (shared with the host CPU that runs the guest directly).
+    mem:
+        host-physical memory (uint32 words); the guest's RAM is ``mem[base/4 : (base+ram)/4]``.
+    base, ram_size:
+        where the guest's RAM starts in host memory and how large it is (bytes).
+    disk:
+        the virtual disk's words (the guest's block device reads and writes them).
+    levels, strict:
+        the guest machine's page-table levels and whether its ISA is strict.
+
+    ``ctrl`` (int64, the ``ctrl`` layout) is the virtual control state and ``counters`` (the
+    ``counters`` layout) counts the guest-visible events of the work done here (emulated
+    instructions, reflected traps, device accesses).  ``watched`` is a set of guest frame numbers
+    whose writes must be reported to ``on_watched_write(gpa)`` (shadow paging watches the guest's
+    page tables).  ``walk_refs`` counts the guest page-table entries the software walker read.
+    ``on_paging_change()``, ``on_ptbr_change()`` and ``on_invlpg(va)`` are called after the
+    emulated WRCR paging / WRCR ptbr / INVLPG, so the memory virtualization can follow.
+    """
+
+    def __init__(self, regs: np.ndarray, mem: np.ndarray, base: int, ram_size: int,
+                 disk: np.ndarray, levels: int = 2, strict: bool = False,
+                 console_size: int = 1 << 16):
+        if base % isa.PAGE_SIZE or ram_size % isa.PAGE_SIZE or ram_size <= 0:
+            raise ValueError("guest base and RAM size must be positive multiples of 4096")
+        if (base + ram_size) // 4 > len(mem):
+            raise ValueError("the guest's RAM does not fit in host memory")
+        self.regs = regs
+        self.mem = mem
+        self.base = base
+        self.base_word = base >> 2
+        self.ram_size = ram_size
+        self.ram = mem[base >> 2:(base + ram_size) >> 2]      # guest-physical memory (a view)
+        self.disk = disk
+        self.levels = levels
+        self.strict = bool(strict)
+        self.ctrl = np.zeros(NUM_CTRL, dtype=np.int64)
+        self.counters = np.zeros(NUM_COUNTERS, dtype=np.int64)
+        self.console = bytearray()
+        self.console_size = console_size
+        self.walk_refs = 0
+        self.watched: set = set()
+        self.on_watched_write: Callable[[int], None] | None = None
+        self.on_paging_change: Callable[[], None] | None = None
+        self.on_ptbr_change: Callable[[], None] | None = None
+        self.on_invlpg: Callable[[int], None] | None = None
+        self.reset()
+
+    def reset(self, entry: int = 0) -> None:
+        """Power-on state, as :meth:`kernel_sim.machine.Machine.reset` leaves a bare machine."""
+        c = self.ctrl
+        c[:] = 0
+        self.counters[:] = 0
+        c[C_TVB] = isa.NO_TVB
+        c[C_TIMER_DEADLINE] = NEVER
+        c[C_UNTIL] = -1
+        c[C_LEVELS] = self.levels
+        c[C_STRICT] = int(self.strict)
+        c[C_MEM_BYTES] = self.ram_size
+        c[C_DISK_SECTORS] = len(self.disk) // BLK_SECTOR_WORDS
+        c[C_PC] = entry
+        self.regs[SP] = self.ram_size & MASK32
+
+    # ---- guest-physical memory -------------------------------------------------------------
+    def read_phys(self, gpa: int) -> int:
+        """The word at guest-physical ``gpa`` (low two bits ignored); beyond RAM: #GP(0)."""
+        if not 0 <= gpa < self.ram_size:
+            raise _GuestFault(isa.VEC_GP, 0)
+        return self.ram.item(gpa >> 2)
+
+    def write_phys(self, gpa: int, value: int) -> None:
+        """Write a word at guest-physical ``gpa`` (reports writes to watched frames)."""
+        if not 0 <= gpa < self.ram_size:
+            raise _GuestFault(isa.VEC_GP, 0)
+        self.ram[gpa >> 2] = value & MASK32
+        if (gpa >> 12) in self.watched and self.on_watched_write is not None:
+            self.on_watched_write(gpa & ~3)
+
+    # ---- the software MMU over the guest's page tables ------------------------------------
+    def walk(self, va: int, acc: int, cpl: int) -> tuple[int, tuple, int, int]:
+        """Walk the guest's page tables for one access, with the native walk's side effects.
+
+        Returns ``(result, entries, perm, leaf)``: ``result`` is the guest-physical address, or
+        a negative fault code (``-1 - error_code`` for a page fault, :data:`BUS_ERROR`);
+        ``entries`` the guest-physical addresses of the entries read, root first; ``perm`` the
+        AND of their W and U bits; ``leaf`` the final entry's value.
+        """
+        write = acc == ACC_WRITE
+        user = cpl == 3
+        err = (isa.PF_WRITE if write else 0) | (isa.PF_USER if user else 0) \
+            | (isa.PF_FETCH if acc == ACC_FETCH else 0)
+        levels = self.levels
+        top = levels * 10 + 12
+        if top < 32 and va >> top:
+            return -1 - err, (), 0, 0
+        table = self.ctrl.item(C_PTBR) & _FRAME
+        perm = _W | _U
+        ram = self.ram
+        read = ram.item                       # .item(i) is a plain int, fast to get
+        size = self.ram_size
+        entries = []
+        pte = 0
+        for k in range(levels - 1, -1, -1):
+            addr = table + 4 * ((va >> (12 + 10 * k)) & 0x3FF)
+            if addr >= size:
+                return BUS_ERROR, tuple(entries), perm, pte
+            self.walk_refs += 1
+            entries.append(addr)
+            pte = read(addr >> 2)
+            if not pte & _P:
+                return -1 - err, tuple(entries), perm, pte
+            if not pte & _A:
+                pte |= _A
+                ram[addr >> 2] = pte          # an A-bit update never changes a translation
+            perm &= pte
+            table = pte & _FRAME
+        if (write and not perm & _W) or (user and not perm & _U):
+            return -1 - (err | isa.PF_PRESENT), tuple(entries), perm, pte
+        if write and not pte & _D:
+            pte |= _D
+            ram[entries[-1] >> 2] = pte
+        gpa = table | (va & 0xFFF)
+        if gpa >= size:
+            return BUS_ERROR, tuple(entries), perm, pte
+        return gpa, tuple(entries), perm, pte
+
+    def translate(self, va: int, acc: int, cpl: int | None = None) -> int:
+        """Guest-virtual -> guest-physical for one access: an address or a negative fault code."""
+        va &= MASK32
+        if not self.ctrl[C_PAGING] & 1:
+            return va if va < self.ram_size else BUS_ERROR
+        return self.walk(va, acc, int(self.ctrl[C_CPL]) if cpl is None else cpl)[0]
+
+    def raise_fault(self, code: int, va: int) -> tuple[int, int]:
+        """A fault code -> (vector, error code), recording the page-fault state as native does."""
+        if code == BUS_ERROR:
+            return isa.VEC_GP, 0
+        self.ctrl[C_FAULT_ADDR] = va
+        self.counters[EV_PAGE_FAULTS] += 1
+        return isa.VEC_PF, -1 - code
+
+    def _access(self, va: int, acc: int) -> int:
+        """Translate or raise the guest-visible fault (for emulated instructions)."""
+        pa = self.translate(va, acc)
+        if pa < 0:
+            raise _GuestFault(*self.raise_fault(pa, va & MASK32))
+        return pa
+
+    # ---- the timer, interrupts and trap delivery ---------------------------------------------
+    def timer_check(self) -> None:
+        """Step 1 of a native step: the timer fires when ticks reach its deadline."""
+        c = self.ctrl
+        if c.item(C_TICKS) >= c.item(C_TIMER_DEADLINE):
+            c[C_TIMER_PENDING] = 1
+            c[C_TIMER_DEADLINE] += c[C_TIMER_PERIOD]
+
+    def interrupt_ready(self) -> bool:
+        """Step 2: a pending timer interrupt is taken now (IF = 1)."""
+        return bool(self.ctrl[C_IF]) and bool(self.ctrl[C_TIMER_PENDING])
+
+    def deliver(self, vec: int, err: int, rp: int) -> None:
+        """Deliver trap ``vec`` into the guest (native delivery rules on the virtual state).
+
+        Raises :class:`Stop` for an unhandled trap or a triple fault, as the bare CPU stops.
+        """
+        c = self.ctrl
+        self.counters[EV_VECTOR_BASE + vec] += 1
+        self.counters[EV_TRAPS] += 1
+        c[C_PC] = rp
+        tvb = int(c[C_TVB])
+        if tvb == isa.NO_TVB:
+            raise Stop(STOP_UNHANDLED_TRAP, vec, err)
+        pa = self.translate(tvb + 4 * vec, ACC_READ, 0)
+        if pa < 0:
+            raise Stop(STOP_TRIPLE_FAULT, vec, err)
+        handler = int(self.ram[pa >> 2])
+        if handler == 0:
+            raise Stop(STOP_UNHANDLED_TRAP, vec, err)
+        c[C_DELIVERIES] += 1
+        if c[C_DELIVERIES] > MAX_DELIVERIES:
+            raise Stop(STOP_TRIPLE_FAULT, vec, err)
+        old_cpl = int(c[C_CPL])
+        old_sp = int(self.regs[SP])
+        sp = int(c[C_KSP]) if old_cpl > 0 else old_sp
+        frame = (old_sp, int(c[C_IF]) << 9, old_cpl, rp, err)
+        where = []
+        for k in range(5):
+            p = self.translate(sp - 4 * (k + 1), ACC_WRITE, 0)
+            if p < 0:
+                raise Stop(STOP_TRIPLE_FAULT, vec, err)
+            where.append(p)
+        for p, value in zip(where, frame, strict=True):
+            self.write_phys(p, value)
+        self.regs[SP] = (sp - 20) & MASK32
+        c[C_CPL] = 0
+        c[C_IF] = 0
+        c[C_PC] = handler
+
+    def retire(self, op: int, npc: int) -> None:
+        """An emulated instruction completes: exactly what retiring does on the bare CPU."""
+        c = self.ctrl
+        c[C_TICKS] += 1
+        self.counters[EV_INSTRUCTIONS] += 1
+        self.counters[EV_OP_BASE + op] += 1
+        c[C_DELIVERIES] = 0
+        c[C_PC] = npc & MASK32
+
+    # ---- emulation ---------------------------------------------------------------------------
+    def emulate(self, word: int) -> tuple[int, int] | None:
+        """Emulate the privileged (or sensitive) instruction ``word`` at the virtual pc.
+
+        The virtual CPU must be in ring 0 (the monitor reflects #GP otherwise).  Returns None when
+        the instruction retired, or ``(vector, error)`` of the fault it raised natively (nothing
+        else changed; deliver it with return pc = this instruction).  Raises :class:`Stop` when a
+        HLT stops the machine.
+        """
+        c = self.ctrl
+        regs = self.regs
+        op = (word >> 24) & 0xFF
+        a = (word >> 20) & 15
+        imm = word & 0xFFFF
+        pc = int(c[C_PC])
+        npc = (pc + 4) & MASK32
+        try:
+            if op == isa.OP_CLI:
+                c[C_IF] = 0
+            elif op == isa.OP_STI:
+                c[C_IF] = 1
+            elif op == isa.OP_IN:
+                regs[a] = self.port_in(imm)
+            elif op == isa.OP_OUT:
+                self.port_out(imm, int(regs[a]))
+            elif op == isa.OP_WRCR or op == isa.OP_RDCR:
+                idx = _CR_INDEX.get(imm)
+                if idx is None:
+                    return isa.VEC_GP, 0
+                if op == isa.OP_RDCR:
+                    self.counters[EV_CR_READS] += 1
+                    regs[a] = c[idx]
+                else:
+                    self.counters[EV_CR_WRITES] += 1
+                    value = int(regs[a])
+                    c[idx] = value
+                    if idx == C_PAGING:
+                        self.counters[EV_TLB_FLUSHES] += 1
+                        if self.on_paging_change is not None:
+                            self.on_paging_change()
+                    elif idx == C_PTBR:
+                        if value & isa.ASID_MASK == 0:
+                            self.counters[EV_TLB_FLUSHES] += 1
+                        if self.on_ptbr_change is not None:
+                            self.on_ptbr_change()
+            elif op == isa.OP_INVLPG:
+                self.counters[EV_INVLPG] += 1
+                if self.on_invlpg is not None:
+                    self.on_invlpg(int(regs[a]))
+            elif op == isa.OP_TLBFLUSH:
+                self.counters[EV_TLB_FLUSHES] += 1
+            elif op == isa.OP_IRET or op == isa.OP_SYSRET:
+                sp = int(regs[SP])
+                frame = [self.read_phys(self._access(sp + 4 * k, ACC_READ)) for k in range(5)]
+                npc = frame[1]
+                regs[SP] = frame[4]
+                if op == isa.OP_IRET:
+                    self.counters[EV_IRET] += 1
+                    c[C_CPL] = frame[2] & 3
+                    c[C_IF] = (frame[3] >> 9) & 1
+                else:
+                    self.counters[EV_SYSRET] += 1
+                    c[C_CPL] = 3
+                    c[C_IF] = 1
+            elif op == isa.OP_HLT:
+                self.counters[EV_HLT] += 1
+                self.retire(op, npc)
+                self._after_hlt()
+                return None
+            elif op == isa.OP_PUSHF:
+                va = (int(regs[SP]) - 4) & MASK32
+                self.write_phys(self._access(va, ACC_WRITE), int(c[C_IF]) << 9)
+                regs[SP] = va
+            elif op == isa.OP_POPF:
+                va = int(regs[SP])
+                value = self.read_phys(self._access(va, ACC_READ))
+                regs[SP] = (va + 4) & MASK32
+                c[C_IF] = (value >> 9) & 1          # ring 0: POPF does restore IF
+            elif op == isa.OP_GETCPL:
+                regs[a] = c[C_CPL]
+            elif op == isa.OP_RDTVB:
+                regs[a] = c[C_TVB]
+            else:
+                raise ValueError(f"opcode 0x{op:02x} is not emulated by the virtual CPU")
+        except _GuestFault as f:
+            return f.vector, f.error
+        self.retire(op, npc)
+        return None
+
+    def _after_hlt(self) -> None:
+        """After HLT retired: sleep until the timer (idle ticks skipped) or stop the machine."""
+        c = self.ctrl
+        if c[C_IF] and c[C_TIMER_PENDING]:
+            return
+        if c[C_IF] and c[C_TIMER_PERIOD]:
+            deadline, ticks = int(c[C_TIMER_DEADLINE]), int(c[C_TICKS])
+            if deadline > ticks:
+                self.counters[EV_IDLE_TICKS] += deadline - ticks
+                c[C_TICKS] = deadline
+            return
+        raise Stop(STOP_HALT)
+
+    # ---- virtual devices ---------------------------------------------------------------------
+    def port_in(self, port: int) -> int:
+        c = self.ctrl
+        self.counters[EV_IO_IN] += 1
+        if port == isa.PORT_TIMER:
+            return int(c[C_TIMER_PERIOD])
+        if port == isa.PORT_TICKS:
+            return int(c[C_TICKS]) & MASK32
+        if port == isa.PORT_CONSOLE:
+            return 0
+        if port == isa.PORT_BLK_SECTOR:
+            return int(c[C_BLK_SECTOR])
+        if port == isa.PORT_BLK_BUFFER:
+            return int(c[C_BLK_BUFFER])
+        if port == isa.PORT_BLK_COMMAND:
+            return int(c[C_BLK_STATUS])
+        if port == isa.PORT_BLK_SIZE:
+            return int(c[C_DISK_SECTORS])
+        return MASK32
+
+    def port_out(self, port: int, value: int) -> None:
+        c = self.ctrl
+        self.counters[EV_IO_OUT] += 1
+        if port == isa.PORT_CONSOLE:
+            if len(self.console) < self.console_size:
+                self.console.append(value & 0xFF)
+            else:
+                self.counters[EV_CONSOLE_DROPPED] += 1
+        elif port == isa.PORT_TIMER:
+            c[C_TIMER_PERIOD] = value
+            c[C_TIMER_DEADLINE] = NEVER if value == 0 else int(c[C_TICKS]) + value
+        elif port == isa.PORT_BLK_SECTOR:
+            c[C_BLK_SECTOR] = value
+        elif port == isa.PORT_BLK_BUFFER:
+            c[C_BLK_BUFFER] = value
+        elif port == isa.PORT_BLK_COMMAND:
+            self.block_command(value)
+
+    def block_command(self, command: int) -> None:
+        """The block device: copy one sector between the virtual disk and guest-physical RAM."""
+        c = self.ctrl
+        if command not in (isa.BLK_READ, isa.BLK_WRITE):
+            c[C_BLK_STATUS] = BLK_BAD_COMMAND
+            return
+        sector = int(c[C_BLK_SECTOR])
+        buf = int(c[C_BLK_BUFFER]) & 0xFFFFFFFC
+        if sector >= c[C_DISK_SECTORS] or buf + 4 * BLK_SECTOR_WORDS > self.ram_size:
+            c[C_BLK_STATUS] = BLK_BAD_ADDRESS
+            return
+        d = sector * BLK_SECTOR_WORDS
+        w = buf >> 2
+        if command == isa.BLK_READ:
+            self.ram[w:w + BLK_SECTOR_WORDS] = self.disk[d:d + BLK_SECTOR_WORDS]
+            self.counters[EV_BLK_READS] += 1
+            if self.on_watched_write is not None:
+                for frame in {buf >> 12, (buf + 4 * BLK_SECTOR_WORDS - 1) >> 12}:
+                    if frame in self.watched:
+                        lo = max(buf, frame << 12)
+                        hi = min(buf + 4 * BLK_SECTOR_WORDS, (frame + 1) << 12)
+                        for gpa in range(lo, hi, 4):
+                            self.on_watched_write(gpa)
+        else:
+            self.disk[d:d + BLK_SECTOR_WORDS] = self.ram[w:w + BLK_SECTOR_WORDS]
+            self.counters[EV_BLK_WRITES] += 1
+        c[C_BLK_STATUS] = BLK_OK
+
+    def privilege_fault(self) -> tuple[int, int]:
+        """A privileged (or strict-sensitive) instruction outside ring 0: the native #GP(0)."""
+        self.counters[EV_PRIV_FAULTS] += 1
+        return isa.VEC_GP, 0
+
+
+class _GuestFault(Exception):
+    """A fault an emulated access raised (internal: turned into (vector, error) by emulate)."""
+
+    def __init__(self, vector: int, error: int):
+        super().__init__(vector)
+        self.vector, self.error = vector, error
+
+
+def is_emulated(op: int, strict: bool) -> bool:
+    """Does a ring-0 guest instruction with opcode ``op`` trap when run deprivileged?"""
+    return op in PRIVILEGED_OPS or (strict and op in SENSITIVE_OPS)
+
+
+__all__ = ["VirtualCPU", "Stop", "BUS_ERROR", "ACC_READ", "ACC_WRITE", "ACC_FETCH",
+           "PRIVILEGED_OPS", "SENSITIVE_OPS", "MNEMONIC", "is_emulated"]
