@@ -79,7 +79,8 @@ GUEST_PAGES = [0x1000, 0x2000] + [0x10000 + 0x1000 * k for k in range(16)] + [0x
 STOP_UNSUPPORTED = 100
 
 TARGETS = {"numba_vs_c_flat": (">=", 0.8), "numba_vs_c_paged": (">=", 0.5),
-           "numba_vs_python": (">=", 200.0), "cold_compile_s": ("<=", 60.0)}
+           "numba_vs_python": (">=", 200.0), "cold_compile_s": ("<=", 60.0),
+           "technique_callback_ms": ("<=", 200.0), "boot_s_max": ("<=", 1.0)}
 
 #: The state arrays, in the order run_native takes them (budget comes last).
 STATE_ARRAYS = ("regs", "ctrl", "mem", "tlb", "costs", "counters", "console", "trace",
@@ -403,6 +404,45 @@ def measure_widget_latency(repeats: int = 20) -> dict:
             "widget_callback_ms_runs": [1000 * t for t in times]}
 
 
+def measure_techniques(repeats: int = 5) -> dict:
+    """Wall time of the guest OS's ``boot`` workload under every technique, and of the technique
+    explorer's kernel-side callback on a default-size workload (cache cleared, so every update
+    really runs the guest natively and under the technique).  Budgets: boot under 1 s, the
+    callback under 200 ms (medians, once warm)."""
+    from kernel_sim.guest import build_guest
+    from kernel_sim.monitors import available_techniques, run_technique
+    from kernel_sim.widgets.techniques import run_setting, technique_explorer
+    out: dict = {"boot_s": {}, "boot_s_runs": {}}
+    for name in available_techniques():
+        times = []
+        for rep in range(repeats + 1):             # the first run warms (compiles) the path
+            image = build_guest("boot", paravirt=(name == "paravirt"))
+            t0 = time.perf_counter()
+            result = run_technique(image, name, strict=True)
+            dt = time.perf_counter() - t0
+            if result.stop != "halt":
+                raise SystemExit(f"boot under {name} stopped with {result.stop_description}")
+            if rep:
+                times.append(dt)
+        out["boot_s"][name] = statistics.median(times)
+        out["boot_s_runs"][name] = times
+    explorer = technique_explorer()
+    settings = [(t, w) for t in explorer.technique.options for w in ("syscall", "compute")]
+    for t, w in settings:                            # warm every path once
+        explorer.set(technique=t, workload=w)
+    times = []
+    for k in range(repeats * 4):
+        t, w = settings[k % len(settings)]
+        run_setting.cache_clear()
+        t0 = time.perf_counter()
+        explorer.set(technique=t, workload=w)
+        times.append(time.perf_counter() - t0)
+    out["technique_callback_ms"] = 1000 * statistics.median(times)
+    out["technique_callback_ms_runs"] = [1000 * t for t in times]
+    out["boot_s_max"] = max(out["boot_s"].values())
+    return out
+
+
 def machine_info(cref) -> dict:
     import numba
     cpu = platform.processor() or "?"
@@ -481,6 +521,8 @@ def run_benchmark(count: int, repeats: int, python_count: int, python_repeats: i
             n / c for n, c in zip(rates[f"numba_{label}"], rates[f"c_{label}"], strict=True)]
     say("widget latency: ring explorer callback ...")
     results.update(measure_widget_latency())
+    say("guest OS under every technique: boot and technique-explorer callback ...")
+    results.update(measure_techniques())
     results["jitted_modules"] = jitted_modules()
     results["peak_rss_mb"] = peak_rss_mb()
     results["targets"] = {}
@@ -525,6 +567,10 @@ def format_table(r: dict) -> str:
               f"[{r['cold_compile_method']}]",
               f"  warm start to first run:    {r['warm_start_s']:6.2f} s",
               f"  widget callback (ring explorer, median): {r['widget_callback_ms']:.1f} ms",
+              f"  technique explorer callback (median, uncached): "
+              f"{r['technique_callback_ms']:.0f} ms",
+              "  boot workload, median wall time: " + ", ".join(
+                  f"{k} {v:.2f} s" for k, v in r["boot_s"].items()),
               f"  peak RSS: benchmark process {r['peak_rss_mb']:.0f} MB, "
               f"import + tiny program {r['peak_rss_tiny_mb']:.0f} MB",
               f"  jitted modules: {', '.join(r['jitted_modules'])}",
