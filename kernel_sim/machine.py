@@ -247,36 +247,55 @@ class Machine:
 
         With paging off, user code can reach all of memory: one pseudo-page covering it.
         """
-        if not (self.ctrl[C_PAGING] & 1):
-            yield 0, self.guest_memory()
-            return
-        root = int(self.ctrl[C_PTBR]) & isa.PTE_FRAME_MASK
-        yield from self._user_pages(root, self.paging_levels - 1, 0)
+        return user_pages_of(self.guest_memory(), self.ctrl, self.paging_levels)
 
-    def _user_pages(self, table: int, level: int, va_base: int):
-        if table + 4096 > self.memory_size:
+    def architectural_state(self) -> Dict[str, int]:
+        """Guest-visible control state (no TLB, counters or monitor state)."""
+        return architectural_state_of(self.ctrl)
+
+
+def architectural_state_of(ctrl) -> Dict[str, int]:
+    """The guest-visible control state held in a ``ctrl`` array (a machine's or a virtual CPU's):
+    pc, ring, interrupt flag, control registers, ticks, timer, block-device registers."""
+    c = ctrl
+    state = {"pc": int(c[C_PC]), "cpl": int(c[C_CPL]), "if": int(c[C_IF])}
+    for name, number in isa.CR_NAMES.items():
+        state[name] = int(c[CR_TO_CTRL[number]])
+    state.update(ticks=int(c[C_TICKS]), timer_period=int(c[C_TIMER_PERIOD]),
+                 timer_deadline=int(c[C_TIMER_DEADLINE]),
+                 timer_pending=int(c[C_TIMER_PENDING]), blk_sector=int(c[C_BLK_SECTOR]),
+                 blk_buffer=int(c[C_BLK_BUFFER]), blk_status=int(c[C_BLK_STATUS]))
+    return state
+
+
+def user_pages_of(memory: np.ndarray, ctrl, levels: int, frame_to_addr=None):
+    """Yield ``(virtual_address, words)`` for every page ring 3 can read, by walking the page
+    tables that ``ctrl``'s PTBR points at in ``memory`` (physical memory as the walker sees it).
+
+    ``frame_to_addr`` turns a frame found in a table into an address in ``memory`` (identity by
+    default; a paravirtual guest's tables hold machine frames).  With paging off, user code can
+    reach all of memory: one pseudo-page covering it.
+    """
+    if not (ctrl[C_PAGING] & 1):
+        yield 0, memory
+        return
+    convert = frame_to_addr or (lambda frame: frame)
+    size = 4 * len(memory)
+    need = isa.PTE_P | isa.PTE_U
+
+    def walk(table: int, level: int, va_base: int):
+        if table < 0 or table + 4096 > size:
             return
-        entries = self.mem[table // 4:table // 4 + 1024].astype(np.int64)
-        need = isa.PTE_P | isa.PTE_U
+        entries = memory[table // 4:table // 4 + 1024].astype(np.int64)
         for idx in np.nonzero((entries & need) == need)[0]:
             va = va_base | (int(idx) << (12 + 10 * level))
             if va >> 32:
                 continue
-            frame = int(entries[idx]) & isa.PTE_FRAME_MASK
+            frame = convert(int(entries[idx]) & isa.PTE_FRAME_MASK)
             if level == 0:
-                if frame + 4096 <= self.memory_size:
-                    yield va, self.mem[frame // 4:frame // 4 + 1024]
+                if 0 <= frame and frame + 4096 <= size:
+                    yield va, memory[frame // 4:frame // 4 + 1024]
             else:
-                yield from self._user_pages(frame, level - 1, va)
+                yield from walk(frame, level - 1, va)
 
-    def architectural_state(self) -> Dict[str, int]:
-        """Guest-visible control state (no TLB, counters or monitor state)."""
-        c = self.ctrl
-        state = {"pc": int(c[C_PC]), "cpl": int(c[C_CPL]), "if": int(c[C_IF])}
-        for name, number in isa.CR_NAMES.items():
-            state[name] = int(c[CR_TO_CTRL[number]])
-        state.update(ticks=int(c[C_TICKS]), timer_period=int(c[C_TIMER_PERIOD]),
-                     timer_deadline=int(c[C_TIMER_DEADLINE]),
-                     timer_pending=int(c[C_TIMER_PENDING]), blk_sector=int(c[C_BLK_SECTOR]),
-                     blk_buffer=int(c[C_BLK_BUFFER]), blk_status=int(c[C_BLK_STATUS]))
-        return state
+    yield from walk(convert(int(ctrl[C_PTBR]) & isa.PTE_FRAME_MASK), levels - 1, 0)

@@ -54,10 +54,9 @@ import numpy as np
 
 from .. import isa
 from ..costs import technique_costs
-from ..machine import Machine
+from ..machine import Machine, architectural_state_of, user_pages_of
 from ..results import TechniqueResult
-from ..state import (C_BLK_BUFFER, C_BLK_SECTOR, C_BLK_STATUS, C_CPL, C_IF, C_PC,
-                     C_TICKS, C_TIMER_DEADLINE, C_TIMER_PENDING, C_TIMER_PERIOD, CR_TO_CTRL)
+from ..state import C_CPL, C_PC
 
 #: Guest machine defaults (the course's guest OS is built for these).
 GUEST_LEVELS = 2
@@ -177,40 +176,11 @@ class GuestView:
         return self._console
 
     def architectural_state(self) -> Dict[str, int]:
-        c = self.ctrl
-        state = {"pc": int(c[C_PC]), "cpl": int(c[C_CPL]), "if": int(c[C_IF])}
-        for name, number in isa.CR_NAMES.items():
-            state[name] = int(c[CR_TO_CTRL[number]])
-        state.update(ticks=int(c[C_TICKS]), timer_period=int(c[C_TIMER_PERIOD]),
-                     timer_deadline=int(c[C_TIMER_DEADLINE]),
-                     timer_pending=int(c[C_TIMER_PENDING]), blk_sector=int(c[C_BLK_SECTOR]),
-                     blk_buffer=int(c[C_BLK_BUFFER]), blk_status=int(c[C_BLK_STATUS]))
-        return state
+        return architectural_state_of(self.ctrl)
 
     def user_pages(self) -> Iterable:
         """``(virtual address, words)`` for every page ring 3 can read in the guest's tables."""
-        from ..state import C_PAGING, C_PTBR
-        if not (self.ctrl[C_PAGING] & 1):
-            yield 0, self.memory
-            return
-        root = self._frame_to_gpa(int(self.ctrl[C_PTBR]) & isa.PTE_FRAME_MASK)
-        yield from self._walk(root, self.paging_levels - 1, 0)
-
-    def _walk(self, table: int, level: int, va_base: int):
-        if table < 0 or table + 4096 > self.memory_size:
-            return
-        entries = self.memory[table // 4:table // 4 + 1024].astype(np.int64)
-        need = isa.PTE_P | isa.PTE_U
-        for idx in np.nonzero((entries & need) == need)[0]:
-            va = va_base | (int(idx) << (12 + 10 * level))
-            if va >> 32:
-                continue
-            frame = self._frame_to_gpa(int(entries[idx]) & isa.PTE_FRAME_MASK)
-            if level == 0:
-                if 0 <= frame and frame + 4096 <= self.memory_size:
-                    yield va, self.memory[frame // 4:frame // 4 + 1024]
-            else:
-                yield from self._walk(frame, level - 1, va)
+        return user_pages_of(self.memory, self.ctrl, self.paging_levels, self._frame_to_gpa)
 
 
 class Monitor:
