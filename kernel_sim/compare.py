@@ -44,7 +44,7 @@ def compare(workload: str, count: Optional[int] = None,
 def compare_table(results: Dict[str, object], operations: int) -> str:
     """A plain-text comparison table (one row per technique)."""
     native = results.get("native")
-    lines = [f"{'technique':<20}{'instructions':>14}{'cycles':>14}{'cycles/op':>12}"
+    lines = [f"{"technique":<27}{'instructions':>14}{'cycles':>14}{'cycles/op':>12}"
              f"{'vs native':>11}  top events"]
     for name, r in results.items():
         per_op = r.cycles / operations if operations else 0.0
@@ -53,11 +53,17 @@ def compare_table(results: Dict[str, object], operations: int) -> str:
         events = ", ".join(f"{k} {v:,}" for k, v in top) or "-"
         label = name + (" (strict)" if r.strict else " (non-strict)" if name ==
                         "trap_emulate" else "")
-        lines.append(f"{label:<20}{r.instructions:>14,}{r.cycles:>14,}{per_op:>12,.1f}"
+        lines.append(f"{label:<27}{r.instructions:>14,}{r.cycles:>14,}{per_op:>12,.1f}"
                      f"{slow:>11}  {events}")
     digests = {r.user_digest for r in results.values()}
     lines.append("user-visible state: " + ("identical under every technique" if len(digests) == 1
                                            else "DIFFERS between techniques"))
+    if native is not None:
+        # paravirt runs another kernel binary: only its user-visible state is comparable
+        same_kernel = [n for n in results if n != "paravirt"]
+        differ = [n for n in same_kernel if results[n].state_digest != native.state_digest]
+        lines.append("guest OS state (registers, memory, ticks) vs native: "
+                     + ("identical" if not differ else "DIFFERS under " + ", ".join(differ)))
     return "\n".join(lines)
 
 

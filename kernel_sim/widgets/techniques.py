@@ -36,13 +36,26 @@ def run_setting(workload: str, technique: str, count: int, strict: bool, cpu: st
     return run_technique(image, technique, cpu=cpu, strict=strict)
 
 
+def same_kernel_state(result, baseline) -> bool | None:
+    """Did the technique leave the guest OS in exactly the native state (state digest)?
+
+    None when the comparison means nothing: a paravirtualized guest runs a different kernel
+    (built with ``PARAVIRT=1``), so only its user-visible result can equal native.
+    """
+    if result.technique == "paravirt":
+        return None
+    return result.state_digest == baseline.state_digest
+
+
 class TechniqueExplorer(widgets.VBox):
     """Controls, the events chart, the cycles chart and a one-line verdict.
 
     Attributes: ``workload``, ``technique``, ``strict``, ``cpu``, ``count`` (controls),
     ``events_fig`` and ``cycles_fig`` (FigureWidgets), ``message`` (refusals), ``summary``
-    (HTML), ``result`` (the technique's :class:`~kernel_sim.results.TechniqueResult`) and
-    ``baseline`` (native's).
+    (HTML), ``result`` (the technique's :class:`~kernel_sim.results.TechniqueResult`),
+    ``baseline`` (native's) and ``state_matches`` (:func:`same_kernel_state` of the two: the
+    summary says whether the guest OS's whole state, not only what user programs see, equals
+    native).
     """
 
     def __init__(self, workload: str = "syscall", technique: Optional[str] = None,
@@ -113,6 +126,12 @@ class TechniqueExplorer(widgets.VBox):
         same = r.user_digest == n.user_digest
         verdict = ("same user-visible result as native" if same else
                    "<b>differs from native</b> -- the technique is not equivalent here")
+        self.state_matches = same_kernel_state(r, n)
+        if self.state_matches is True:
+            verdict += "; guest OS state (state digest) also the same as native"
+        elif self.state_matches is False:
+            verdict += ("; <b>guest OS state (state digest) differs from native</b> -- the "
+                        "guest kernel ended where the bare machine would not have left it")
         notes = "".join(f"<br>note: {html.escape(x)}" for x in r.notes)
         self.summary.value = (f"{html.escape(r.technique)}: {r.cycles:,} simulated cycles, "
                               f"{r.cycles / max(n.cycles, 1):.2f}x native; {verdict}{notes}")
@@ -171,4 +190,4 @@ def technique_explorer(workload: str = "syscall", technique: Optional[str] = Non
     return TechniqueExplorer(workload, technique, strict, cpu, count, techniques)
 
 
-__all__ = ["technique_explorer", "TechniqueExplorer", "run_setting"]
+__all__ = ["technique_explorer", "TechniqueExplorer", "run_setting", "same_kernel_state"]
