@@ -44,7 +44,7 @@ def compare(workload: str, count: Optional[int] = None,
 def compare_table(results: Dict[str, object], operations: int) -> str:
     """A plain-text comparison table (one row per technique)."""
     native = results.get("native")
-    lines = [f"{"technique":<27}{'instructions':>14}{'cycles':>14}{'cycles/op':>12}"
+    lines = [f"{'technique':<27}{'instructions':>14}{'cycles':>14}{'cycles/op':>12}"
              f"{'vs native':>11}  top events"]
     for name, r in results.items():
         per_op = r.cycles / operations if operations else 0.0
