@@ -42,6 +42,14 @@ the MMU's back -- cannot tell the difference.  One that relies on a stale TLB en
 instance an entry of another, ASID-tagged address space that it changed without invalidating)
 would see the new mapping under the monitor and the old one on the bare machine.
 
+Two hooks for monitors that keep more of their own in the shadows (binary translation):
+:meth:`ShadowPager.pin_root_entry` installs a monitor-owned entry in every shadow root, present
+and future (the translation cache's mapping; never freed with a shadow, never filled from the
+guest's tables, skipped by INVLPG and by the containment check), and
+:meth:`ShadowPager.protect` keeps a guest frame read-only in every shadow although the guest
+may write it (a page holding translated code): a write to it is reported as
+``"protected_write"`` instead of being filled.
+
 Shadow tables come from a frame allocator over the monitor's region.  When it runs dry, every
 paged shadow is dropped and rebuilt on demand (``shadow:flush_all``).  Leaf entries only ever
 point into the guest's RAM: frames outside it are never mapped.
@@ -153,6 +161,8 @@ class ShadowPager:
         self.leaf_rmap: dict[int, dict] = {}      # guest frame -> {shadow leaf hpa: info}
         self.free_asids = list(range(4095, PHYS_ASID, -1))
         self.paging_on = False
+        self.pinned: dict[int, int] = {}          # root index -> monitor-owned root entry
+        self.protected: set[int] = set()          # guest frames kept read-only (not tables)
         vcpu.watched = self.pt_count               # writes to guest page tables are reported
         vcpu.on_watched_write = self.guest_entry_written
         vcpu.on_paging_change = self.paging_changed
@@ -230,6 +240,8 @@ class ShadowPager:
             _, old = self.shadows.popitem(last=False)
             self._drop_shadow(old)
         root = self._new_table(key & FRAME)
+        for idx, value in self.pinned.items():
+            self.mem[(root >> 2) + idx] = value
         sh = Shadow(key, root, self.free_asids.pop())
         self.parent_of[root] = (None, sh, self.levels - 1)
         self.shadows[key] = sh
@@ -300,7 +312,10 @@ class ShadowPager:
     def _free_subtree(self, table: int, level: int) -> None:
         if level > 0:
             words = self.mem[table >> 2:(table >> 2) + 1024]
+            pinned = self.pinned if level == self.levels - 1 else ()
             for idx in np.nonzero(words & P)[0]:
+                if int(idx) in pinned:
+                    continue                 # the monitor's own entry: not a guest subtree
                 self._free_subtree(int(words[idx]) & FRAME, level - 1)
         self._free_table(table)
 
@@ -347,7 +362,8 @@ class ShadowPager:
         se = table + 4 * ((va >> 12) & 0x3FF)
         gframe = leaf & FRAME
         flags = P | A | D | (perm & U)
-        if perm & W and leaf & D and (gframe >> 12) not in self.pt_count:
+        if perm & W and leaf & D and (gframe >> 12) not in self.pt_count \
+                and (gframe >> 12) not in self.protected:
             flags |= W
         old = int(mem[se >> 2])
         mem[se >> 2] = (self.base + gframe) | flags
@@ -409,7 +425,7 @@ class ShadowPager:
 
     def invlpg(self, va: int) -> None:
         """Guest INVLPG: drop the active shadow's leaf for ``va`` (the guest asked to re-walk)."""
-        if self.active is self.phys:
+        if self.active is self.phys or self._pinned_va(va & MASK32):
             return
         se = self._leaf_entry(self.active, va & MASK32)
         if se >= 0 and int(self.mem[se >> 2]) & P:
@@ -436,6 +452,48 @@ class ShadowPager:
         cur = int(self.mem[se >> 2])
         return (cur & FRAME) | (va & 0xFFF) if cur & P else -1
 
+    # ---- monitor-owned mappings and protected frames ------------------------------------------
+    def pin_root_entry(self, index: int, value: int) -> None:
+        """Install ``value`` at ``index`` of every shadow root, now and in every root built later.
+
+        The entry belongs to the monitor (it maps the monitor's own memory, such as a
+        translation cache): it is never freed with a shadow, never filled from the guest's
+        tables, and INVLPG does not touch it.
+        """
+        if not 0 <= index < 1024 or not value & P:
+            raise ValueError("a pinned root entry needs an index below 1024 and the P bit")
+        self.pinned[index] = value
+        for sh in [self.phys, *self.shadows.values()]:
+            self.mem[(sh.root >> 2) + index] = value
+        self.tlb[:] = 0
+
+    def _pinned_va(self, va: int) -> bool:
+        return bool(self.pinned) and ((va >> (12 + 10 * (self.levels - 1))) & 0x3FF) in \
+            self.pinned
+
+    def protect(self, gframe: int) -> None:
+        """Keep guest frame ``gframe`` read-only in every shadow (a write becomes a
+        ``"protected_write"`` fault), although the guest's own tables allow writing it."""
+        if gframe in self.protected:
+            return
+        self.protected.add(gframe)
+        self._write_protect(gframe)
+        if 0 <= gframe << 12 < self.ram_size:
+            se = self._leaf_entry(self.phys, gframe << 12)
+            cur = int(self.mem[se >> 2])
+            if cur & W:
+                self.mem[se >> 2] = cur & ~W
+                self._flush_host_page(PHYS_ASID, gframe << 12)
+
+    def unprotect(self, gframe: int) -> None:
+        """Undo :meth:`protect` (paged shadows become writable again on the next fault)."""
+        if gframe not in self.protected:
+            return
+        self.protected.discard(gframe)
+        if 0 <= gframe << 12 < self.ram_size:
+            se = self._leaf_entry(self.phys, gframe << 12)
+            self.mem[se >> 2] = int(self.mem[se >> 2]) | W
+
     # ---- the page-fault handler ---------------------------------------------------------------
     def page_fault(self, va: int, acc: int, cpl: int) -> tuple[str, int, int]:
         """Handle a host page fault at guest-virtual ``va``.
@@ -444,10 +502,13 @@ class ShadowPager:
         instruction), ``"true_fault"`` (reflect ``vector``/``error`` to the guest; the guest's
         fault address and page-fault count are already set), ``"bus_error"`` (reflect #GP(0)) or
         ``"pt_write"`` (a permitted store to a guest page table: emulate it; the second value
-        is then the guest-physical address the store goes to).
+        is then the guest-physical address the store goes to), or ``"protected_write"`` (a
+        permitted store to a frame :meth:`protect` keeps read-only; same second value).
         """
         v = self.v
         if not self.paging_on:
+            if acc == ACC_WRITE and 0 <= va < self.ram_size and (va >> 12) in self.protected:
+                return "protected_write", va, 0
             return "bus_error", isa.VEC_GP, 0      # only addresses beyond RAM are unmapped
         res, entries, perm, leaf = v.walk(va, acc, cpl)
         if res == BUS_ERROR:
@@ -455,8 +516,14 @@ class ShadowPager:
         if res < 0:
             vec, err = v.raise_fault(res, va)
             return "true_fault", vec, err
+        if acc == ACC_WRITE and (res >> 12) in self.protected:
+            return "protected_write", res, 0
         if acc == ACC_WRITE and (res >> 12) in self.pt_count:
             return "pt_write", res, 0
+        if self._pinned_va(va):
+            from .base import MonitorError
+            raise MonitorError(f"the guest maps 0x{va:08x}, in a region the monitor reserves "
+                               f"for itself; it cannot be shadowed")
         try:
             self._fill(self.active, va, entries, perm, leaf)
         except OutOfFrames:
@@ -479,6 +546,10 @@ class ShadowPager:
                     continue
                 words = self.mem[table >> 2:(table >> 2) + 1024]
                 for idx in np.nonzero(words & P)[0]:
+                    if table == sh.root and int(idx) in self.pinned:
+                        if int(words[idx]) != self.pinned[int(idx)]:
+                            problems.append(f"pinned root entry {int(idx)} was changed")
+                        continue             # the monitor's own mapping (checked by its owner)
                     target = int(words[idx]) & FRAME
                     if level > 0:
                         stack.append((target, level - 1))

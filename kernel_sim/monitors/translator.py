@@ -276,11 +276,9 @@ class TranslationCache:
             word = self.word_at(at)
             target = block.guest_pc
             co = self._callout(Callout(CO_EXIT, self.guest_pc(at), target=target, word=word))
-            try:
-                stub = self._emit(co)
-            except TranslationCacheFull:
-                self._patch(at, co)                    # no room: the branch itself exits
-                continue
+            # no room for the stub: TranslationCacheFull propagates and the monitor flushes the
+            # whole cache (patching the branch itself into an exit would lose its condition)
+            stub = self._emit(co)
             self.word_owner[stub] = owner
             owner.guest_pcs.append(self.guest_pc(at))
             self.callouts[co & 0xFFFF].branch_at = at
