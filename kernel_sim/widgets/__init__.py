@@ -13,12 +13,21 @@ Each notebook's widget lives in its own module and is built by one function, e.g
 from __future__ import annotations
 
 
+#: widget builder -> the module that defines it (notebook in brackets)
+_BUILDERS = {"timeline_explorer": "history",       # 01
+             "ring_explorer": "rings",             # 02
+             "technique_explorer": "techniques",   # 03, 05, 06
+             "emulation_explorer": "emulation",    # 04
+             "block_viewer": "translation",        # 05
+             "batch_explorer": "paravirt"}         # 06
+
+
 def __getattr__(name):
     # Imported lazily: ipywidgets and plotly are only loaded when a widget is asked for.
-    if name == "ring_explorer":
-        from .rings import ring_explorer
-        return ring_explorer
+    if name in _BUILDERS:
+        import importlib
+        return getattr(importlib.import_module(f"{__name__}.{_BUILDERS[name]}"), name)
     raise AttributeError(f"module 'kernel_sim.widgets' has no attribute {name!r}")
 
 
-__all__ = ["ring_explorer"]
+__all__ = list(_BUILDERS)
