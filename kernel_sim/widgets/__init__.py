@@ -12,7 +12,6 @@ Each notebook's widget lives in its own module and is built by one function, e.g
 """
 from __future__ import annotations
 
-
 #: widget builder -> the module that defines it (notebook in brackets)
 _BUILDERS = {"timeline_explorer": "history",       # 01
              "ring_explorer": "rings",             # 02

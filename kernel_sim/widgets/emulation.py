@@ -16,16 +16,11 @@ import ipywidgets as widgets
 
 from ..viz.emulation import CACHE_SIZES, MODE_LABELS, emulation_run, native_run, slowdown
 from ..viz.techniques import cycles_figure, events_figure, fill_cycles, fill_events
+from .base import count_limit, fit_count, refusal_html
 
 #: the loop count the explorer starts with, unless a smaller limit applies
 DEFAULT_COUNT = 50
 
-
-def count_limit(workload: str) -> int:
-    """The largest loop count the explorer accepts for ``workload``: twice its default count,
-    at most 2,000, so that one update stays well under a second."""
-    from ..guest import WORKLOADS
-    return max(1, min(2000, 2 * WORKLOADS[workload].default_count))
 
 
 def _cache_label(rows: int) -> str:
@@ -80,11 +75,9 @@ class EmulationExplorer(widgets.VBox):
 
     def _on_change(self, change=None) -> None:
         if change is not None and change.get("owner") is self.workload:
-            limit = count_limit(self.workload.value)
             quiet, self._quiet = self._quiet, True
             try:                        # keep the slider inside the new workload's range
-                self.count.max = max(limit, self.count.min)
-                self.count.value = min(self.count.value, limit)
+                fit_count(self.count, self.workload.value)
             finally:
                 self._quiet = quiet
         if not self._quiet:
@@ -121,9 +114,7 @@ class EmulationExplorer(widgets.VBox):
         self.message.value = ""
 
     def _refuse(self, text: str) -> None:
-        self.message.value = (f"<div style='color:#D55E00;font-weight:bold'>⚠ refused: "
-                              f"{html.escape(text)} -- the charts still show the last valid "
-                              f"setting</div>")
+        self.message.value = refusal_html(text)
 
     # ---- changing settings from code ----------------------------------------------------------
     def set(self, **settings) -> bool:

@@ -24,6 +24,7 @@ from ..viz.paravirt import (
     pte_updates,
     pv_run,
 )
+from .base import refusal_html
 
 #: the batch sizes the PARAVIRT kernel accepts (its queue holds 64 updates)
 MIN_BATCH, MAX_BATCH = 1, 64
@@ -94,9 +95,7 @@ class BatchExplorer(widgets.VBox):
         self.message.value = ""
 
     def _refuse(self, text: str) -> None:
-        self.message.value = (f"<div style='color:#D55E00;font-weight:bold'>⚠ refused: "
-                              f"{html.escape(text)} -- the charts still show the last valid "
-                              f"setting</div>")
+        self.message.value = refusal_html(text)
 
     def set(self, **settings) -> bool:
         """Change settings from code: ``workload`` and/or ``batch``.  A bad value is refused

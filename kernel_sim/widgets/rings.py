@@ -7,7 +7,6 @@ figure update.
 """
 from __future__ import annotations
 
-import html
 from typing import Optional
 
 import ipywidgets as widgets
@@ -15,6 +14,7 @@ import ipywidgets as widgets
 from ..asm import AsmError
 from ..rings import PROGRAMS, RingProbe, probe
 from ..viz.rings import fill_trap_bars, trap_bars
+from .base import refusal_html
 
 RING_OPTIONS = [("0 (kernel)", 0), ("1", 1), ("2", 2), ("3 (applications)", 3)]
 
@@ -69,9 +69,7 @@ class RingExplorer(widgets.VBox):
         self.message.value = ""
 
     def _refuse(self, text: str) -> None:
-        self.message.value = (f"<div style='color:#D55E00;font-weight:bold'>⚠ refused: "
-                              f"{html.escape(text)} -- the chart still shows the last valid "
-                              f"setting</div>")
+        self.message.value = refusal_html(text, "the chart still shows the last valid setting")
 
     def set(self, ring=None, program=None, strict=None) -> bool:
         """Change settings from code.  A bad value is refused with a visible message (no

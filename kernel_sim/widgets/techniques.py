@@ -16,16 +16,9 @@ import ipywidgets as widgets
 from ..costs import CPU_PRESETS
 from ..monitors import available_techniques, run_technique
 from ..viz.techniques import cycles_figure, events_figure, fill_cycles, fill_events
+from .base import MAX_COUNT, count_limit, fit_count, refusal_html  # noqa: F401 (MAX_COUNT re-exported)
 
 DEFAULT_COUNT = 50
-MAX_COUNT = 2000
-
-
-def count_limit(workload: str) -> int:
-    """The largest loop count the explorer accepts for a workload: twice its default, at most
-    MAX_COUNT, so that one update stays well under a second under every technique."""
-    from ..guest import WORKLOADS
-    return max(1, min(MAX_COUNT, 2 * WORKLOADS[workload].default_count))
 
 
 @lru_cache(maxsize=64)
@@ -98,11 +91,9 @@ class TechniqueExplorer(widgets.VBox):
 
     def _on_change(self, change=None) -> None:
         if change is not None and change.get("owner") is self.workload:
-            limit = count_limit(self.workload.value)
             quiet, self._quiet = self._quiet, True
             try:                        # keep the slider inside the new workload's range
-                self.count.max = max(limit, self.count.min)
-                self.count.value = min(self.count.value, limit)
+                fit_count(self.count, self.workload.value)
             finally:
                 self._quiet = quiet
         if not self._quiet:
@@ -138,9 +129,7 @@ class TechniqueExplorer(widgets.VBox):
         self.message.value = ""
 
     def _refuse(self, text: str) -> None:
-        self.message.value = (f"<div style='color:#D55E00;font-weight:bold'>⚠ refused: "
-                              f"{html.escape(text)} -- the charts still show the last valid "
-                              f"setting</div>")
+        self.message.value = refusal_html(text)
 
     def set(self, **settings) -> bool:
         """Change settings from code (workload, technique, cpu, strict, count).  A bad value is

@@ -21,6 +21,7 @@ from functools import lru_cache
 import ipywidgets as widgets
 
 from ..viz.translation import block_rows, block_table_html
+from .base import refusal_html
 
 #: the loop count of the runs the viewer shows (small: the blocks do not depend on it)
 VIEWER_COUNT = 20
@@ -124,9 +125,7 @@ class BlockViewer(widgets.VBox):
         self.message.value = ""
 
     def _refuse(self, text: str) -> None:
-        self.message.value = (f"<div style='color:#D55E00;font-weight:bold'>⚠ refused: "
-                              f"{html.escape(text)} -- the table still shows the last valid "
-                              f"block</div>")
+        self.message.value = refusal_html(text, "the table still shows the last valid block")
 
     def set(self, workload: str | None = None, block=None) -> bool:
         """Choose a workload and/or a block (a kernel label such as ``"kcall_leaf"`` or a guest
