@@ -5,11 +5,10 @@ between ``### BEGIN SOLUTION`` and ``### END SOLUTION``), so a solution that dri
 simulator fails here as well as when the master runs.  The expected values are also derived
 here a second way -- from the machine rather than from the functions the checkers call.
 """
-import json
-import re
-from pathlib import Path
 
 import pytest
+from masters import master_path
+from masters import master_solutions as shared_master_solutions
 
 from kernel_sim import isa
 from kernel_sim.exercises import verdict
@@ -18,23 +17,13 @@ from kernel_sim.monitors import run_technique
 from kernel_sim.popek_goldberg import SMALL_KERNELS, small_kernel_image
 from kernel_sim.rings import probe
 
-MASTER = Path(__file__).resolve().parent.parent / "course" / "masters" / \
-    "03_popek_goldberg.ipynb"
+MASTER = master_path("03")
 IDS = ["03.1", "03.2", "03.3", "03.4"]
 
 
 def master_solutions() -> dict:
     """{exercise id: the answer the master's solution assigns}."""
-    out = {}
-    for cell in json.loads(MASTER.read_text(encoding="utf-8"))["cells"]:
-        src = "".join(cell["source"])
-        m = re.search(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", src, re.S)
-        ex = re.search(r'check\("(03\.\d+)"', src)
-        if cell["cell_type"] == "code" and m and ex:
-            scope = {}
-            exec(m.group(1), scope)
-            out[ex.group(1)] = scope["answer"]
-    return out
+    return shared_master_solutions("03")
 
 
 SOLUTIONS = master_solutions()

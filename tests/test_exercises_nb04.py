@@ -5,32 +5,21 @@ between ``### BEGIN SOLUTION`` and ``### END SOLUTION``), so a solution that dri
 simulator fails here as well as when the master runs.  The expected values are also derived here
 by reasoning about the guest, independently of the functions the checkers use.
 """
-import json
-import re
-from pathlib import Path
 
 import pytest
+from masters import master_path
+from masters import master_solutions as shared_master_solutions
 
 from kernel_sim.exercises import verdict
 from kernel_sim.guest import WORKLOADS, build_guest
 from kernel_sim.monitors import run_technique
 
-MASTER = Path(__file__).resolve().parent.parent / "course" / "masters" / \
-    "04_software_emulation.ipynb"
+MASTER = master_path("04")
 
 
 def master_solutions() -> dict:
     """{exercise id: the answer the master's solution assigns}."""
-    out = {}
-    for cell in json.loads(MASTER.read_text(encoding="utf-8"))["cells"]:
-        src = "".join(cell["source"])
-        m = re.search(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", src, re.S)
-        ex = re.search(r'check\("(04\.\d+)"', src)
-        if cell["cell_type"] == "code" and m and ex:
-            scope = {}
-            exec(m.group(1), scope)
-            out[ex.group(1)] = scope["answer"]
-    return out
+    return shared_master_solutions("04")
 
 
 SOLUTIONS = master_solutions()

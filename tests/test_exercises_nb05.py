@@ -6,34 +6,23 @@ simulator fails here as well as when the master runs.  The expected values are a
 here in another way: from what the guest does on the *bare machine* (which instructions it
 executes, which traps it takes), the count every monitor event must follow from.
 """
-import json
-import re
-from pathlib import Path
 
 import pytest
+from masters import master_path
+from masters import master_solutions as shared_master_solutions
 
 from kernel_sim import isa
 from kernel_sim.exercises import verdict
 from kernel_sim.guest import build_guest
 from kernel_sim.monitors import run_technique
 
-MASTER = Path(__file__).resolve().parent.parent / "course" / "masters" / \
-    "05_full_virtualization.ipynb"
+MASTER = master_path("05")
 IDS = ["05.1", "05.2", "05.3", "05.4"]
 
 
 def master_solutions() -> dict:
     """{exercise id: the answer the master's solution assigns}."""
-    out = {}
-    for cell in json.loads(MASTER.read_text(encoding="utf-8"))["cells"]:
-        src = "".join(cell["source"])
-        m = re.search(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", src, re.S)
-        ex = re.search(r'check\("(05\.\d+)"', src)
-        if cell["cell_type"] == "code" and m and ex:
-            scope = {}
-            exec(m.group(1), scope)
-            out[ex.group(1)] = scope["answer"]
-    return out
+    return shared_master_solutions("05")
 
 
 SOLUTIONS = master_solutions()

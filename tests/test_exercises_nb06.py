@@ -6,34 +6,24 @@ simulator fails here as well as when the master runs.  The expected values are a
 independently of the checkers' own code: by running the guest, and by reading ``kernel.s`` with a
 few lines of plain text processing.
 """
-import json
 import re
-from pathlib import Path
 
 import pytest
+from masters import master_path
+from masters import master_solutions as shared_master_solutions
 
 from kernel_sim.exercises import verdict
 from kernel_sim.guest import GUEST_DIR, HYPERCALLS, build_guest
 from kernel_sim.monitors import run_technique
 
-MASTER = Path(__file__).resolve().parent.parent / "course" / "masters" / \
-    "06_paravirtualization.ipynb"
+MASTER = master_path("06")
 KERNEL = (GUEST_DIR / "kernel.s").read_text(encoding="utf-8").split("\n")
 IDS = ["06.1", "06.2", "06.3", "06.4"]
 
 
 def master_solutions() -> dict:
     """{exercise id: the answer the master's solution assigns}."""
-    out = {}
-    for cell in json.loads(MASTER.read_text(encoding="utf-8"))["cells"]:
-        src = "".join(cell["source"])
-        m = re.search(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", src, re.S)
-        ex = re.search(r'check\("(06\.\d+)"', src)
-        if cell["cell_type"] == "code" and m and ex:
-            scope = {}
-            exec(m.group(1), scope)
-            out[ex.group(1)] = scope["answer"]
-    return out
+    return shared_master_solutions("06")
 
 
 SOLUTIONS = master_solutions()
