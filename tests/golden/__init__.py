@@ -1,0 +1,1 @@
+"""Golden data of the tests: event tables per (workload, technique), next to their reasoning."""
