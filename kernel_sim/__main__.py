@@ -7,6 +7,8 @@ Commands
 ``lab``          open the course in JupyterLab (what ``make lab`` does)
 ``isa``          print the ISA reference (instructions, classes, vectors, ports, system calls)
 ``compare``      run one guest-OS workload under several virtualization techniques, print a table
+``pagewalk``     one cold TLB miss on the MMU, reference by reference: ``--guest-levels N
+                 --nested-levels M`` (M = 0: a native walk; ``--json`` for one JSON object)
 
 A malformed program prints ``FILE:LINE:COL: message`` and exits with status 1 -- never a Python
 traceback.  Bad settings (an impossible ring, a memory size too large) exit with status 2.
@@ -52,6 +54,19 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--no-strict", action="store_true",
                    help="run trap_emulate on the non-strict ISA (POPF & co. do not trap)")
     c.add_argument("--json", action="store_true", help="print one JSON object")
+    w = sub.add_parser("pagewalk", help="one cold page walk, native or nested, step by step")
+    w.add_argument("--guest-levels", type=int, default=4, metavar="N",
+                   help="levels of the guest's page table (1..4, default 4)")
+    w.add_argument("--nested-levels", type=int, default=4, metavar="M",
+                   help="levels of the nested (EPT) table (1..4; 0 = no nesting, a native walk;"
+                        " default 4)")
+    def address(text):                      # argparse names the type in its error message
+        return int(text, 0)
+    w.add_argument("--address", type=address, default=None, metavar="GVA",
+                   help="guest-virtual address to walk (default 0x00123abc)")
+    w.add_argument("--access", choices=("read", "write", "fetch"), default="read",
+                   help="kind of access (default read)")
+    w.add_argument("--json", action="store_true", help="print one JSON object")
     sub.add_parser("warmup", help="compile the jitted kernels into the on-disk cache")
     sub.add_parser("lab", help="open the course in JupyterLab", add_help=False)
     sub.add_parser("isa", help="print the ISA reference (Markdown)")
@@ -131,6 +146,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "compare":
         from .compare import cmd_compare
         return cmd_compare(args)
+    if args.command == "pagewalk":
+        from .pagewalk import cmd_pagewalk
+        return cmd_pagewalk(args)
     if args.command == "isa":
         from .isa_reference import isa_reference_markdown
         print(isa_reference_markdown())
