@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Dict, Iterable, Optional
 
-from .monitors import TECHNIQUE_ORDER, available_techniques, run_technique
+from .monitors import TECHNIQUE_ORDER, MonitorError, available_techniques, run_technique
 
 
 def _strict_for(technique: str, strict: bool) -> bool:
@@ -73,7 +73,7 @@ def cmd_compare(args) -> int:
     try:
         results = compare(args.workload, count=args.count, techniques=techniques, cpu=args.cpu,
                           strict=not args.no_strict)
-    except ValueError as exc:
+    except (ValueError, TypeError, MonitorError) as exc:
         print(f"kernel_sim: {exc}", file=sys.stderr)
         return 2
     if args.json:
@@ -97,7 +97,8 @@ def cmd_run_technique(args) -> int:
         if args.technique == "paravirt":
             defines.setdefault("PARAVIRT", 1)
         program = assemble(source, filename=args.file, defines=defines)
-        image = ProgramImage.from_program(program, disk_sectors=0)
+        image = ProgramImage.from_program(program, disk_sectors=0,
+                                          paravirt=(args.technique == "paravirt"))
         result = run_technique(image, args.technique, count=args.count, cpu=args.cpu,
                                strict=args.strict, levels=args.paging_levels,
                                tlb_size=args.tlb_size)
@@ -107,7 +108,7 @@ def cmd_run_technique(args) -> int:
     except AsmError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, MonitorError) as exc:
         print(f"kernel_sim: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result.as_dict(), sort_keys=True) if args.json else result.text())

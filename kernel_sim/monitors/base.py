@@ -90,7 +90,8 @@ class ProgramImage:
 
     @classmethod
     def from_program(cls, program, ram_size: int = 1 << 20, disk_sectors: int = 0,
-                     disk: Optional[np.ndarray] = None) -> "ProgramImage":
+                     disk: Optional[np.ndarray] = None, paravirt: bool = False
+                     ) -> "ProgramImage":
         ram = np.zeros(ram_size // 4, dtype=np.uint32)
         for address, words in program.segments:
             end = address + 4 * len(words)
@@ -102,7 +103,7 @@ class ProgramImage:
         if disk is not None:
             d[:len(disk)] = disk
         return cls(ram=ram, disk=d, entry=program.entry, ram_size=ram_size,
-                   disk_sectors=disk_sectors)
+                   disk_sectors=disk_sectors, paravirt=bool(paravirt))
 
 
 @dataclass(frozen=True)
