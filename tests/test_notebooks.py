@@ -84,3 +84,15 @@ def test_committed_isa_reference_is_generated_from_the_table():
     committed = (Path(__file__).parent.parent / "course" / "isa_reference.md").read_text()
     assert committed.strip() == isa_reference_markdown().strip(), (
         "course/isa_reference.md is stale: run  python -m kernel_sim isa > course/isa_reference.md")
+
+
+def test_the_course_map_in_notebook_00_marks_exactly_the_existing_notebooks_available():
+    start = next(p for p in NOTEBOOKS if p.name.startswith("00_"))
+    text = "\n".join(source(c) for c in cells(start) if c["cell_type"] == "markdown")
+    rows = dict(re.findall(r"^\| (\d\d) \|.*\| ([^|]+) \|$", text, re.M))
+    assert sorted(rows) == [f"{k:02d}" for k in range(13)]
+    present = {p.name[:2] for p in NOTEBOOKS}
+    for number, status in rows.items():
+        if number == "00":
+            continue
+        assert ("available" in status) == (number in present), (number, status)
