@@ -96,3 +96,11 @@ def test_the_course_map_in_notebook_00_marks_exactly_the_existing_notebooks_avai
         if number == "00":
             continue
         assert ("available" in status) == (number in present), (number, status)
+
+
+def test_the_readme_course_table_marks_exactly_the_existing_notebooks_available():
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| (\d\d) \|.*\| (available|planned) \|$", readme, re.M))
+    assert sorted(rows) == [f"{k:02d}" for k in range(13)]
+    present = {p.name[:2] for p in NOTEBOOKS}
+    assert {n for n, status in rows.items() if status == "available"} == present
