@@ -127,7 +127,11 @@ def test_emulator_leaves_exactly_the_native_state_on_random_programs():
         # the batch exercised the machine (the generator's own coverage check, in short)
         assert {S.STOP_BUDGET, S.STOP_HALT, S.STOP_UNHANDLED_TRAP,
                 S.STOP_TRIPLE_FAULT} <= seen["stops"]
-        assert seen["opcodes"] >= {i.opcode for i in isa.MACHINE_INSTRUCTIONS}
+        # every opcode retired, but for at most two rare ones a batch of a few hundred random
+        # programs can miss by chance (as in tests/test_differential.py's coverage check)
+        missing = {i.mnemonic for i in isa.MACHINE_INSTRUCTIONS} - {
+            isa.BY_OPCODE[op].mnemonic for op in seen["opcodes"] if op in isa.BY_OPCODE}
+        assert len(missing) <= 2, f"the batch never retired {sorted(missing)}"
         assert seen["translations"] > 0 and seen["interpreted_in_tb_mode"] > 0
 
 
