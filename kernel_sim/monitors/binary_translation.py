@@ -96,7 +96,6 @@ from .. import isa
 from ..state import (
     C_CPL,
     C_DATA_LIMIT,
-    C_DELIVERIES,
     C_FAULT_ADDR,
     C_IF,
     C_PAGING,
@@ -106,7 +105,6 @@ from ..state import (
     C_STOP_VECTOR,
     C_TICKS,
     C_TIMER_DEADLINE,
-    C_TIMER_PENDING,
     C_TVB,
     EV_BLK_READS,
     EV_BLK_WRITES,
@@ -308,28 +306,17 @@ class BinaryTranslation(TrapEmulate):
 
     # ---- the run loop ------------------------------------------------------------------------
     def _run(self, budget: int) -> None:
-        from ..cpu import run_native
-
-        h = self.host
-        hc, hcnt = h.ctrl, h.counters
-        v = self.vcpu
-        vc, vcnt = v.ctrl, v.counters
-        args = (h.regs, hc, h.mem, h.tlb, h.costs, hcnt, h.console_buffer, h.trace, h.intercept)
-        slice_ = self.time_slice
-        h0, v0 = int(hcnt[EV_INSTRUCTIONS]), int(vcnt[EV_INSTRUCTIONS])
+        hc, vc = self.host.ctrl, self.vcpu.ctrl
+        h0 = self.host.counters.item(EV_INSTRUCTIONS)
+        v0 = self.vcpu.counters.item(EV_INSTRUCTIONS)
         hget, vget = hc.item, vc.item
+        slice_ = self.time_slice
         tc = self.tc
         try:
             while True:
-                v.timer_check()
-                if vget(C_IF) and vget(C_TIMER_PENDING):
-                    vc[C_TIMER_PENDING] = 0
-                    self._charge(_REFLECT[isa.VEC_TIMER], "reflect", "emulation",
-                                 transition=False)
-                    v.deliver(isa.VEC_TIMER, 0, vget(C_PC))
+                if self._inject_due_interrupt():
                     continue
-                before = hcnt.item(EV_INSTRUCTIONS)
-                retired = before - h0 + vcnt.item(EV_INSTRUCTIONS) - v0
+                retired = self._retired_since(h0, v0)
                 if retired >= budget:
                     self.stop = STOP_NAMES[STOP_BUDGET]
                     return
@@ -351,14 +338,7 @@ class BinaryTranslation(TrapEmulate):
                     hc[C_TVB] = vget(C_TVB)
                     if not hc[C_IF]:
                         allowed = min(allowed, slice_)
-                ticks = vget(C_TICKS)
-                hc[C_PC] = pc
-                hc[C_CPL] = 1 if kernel else vget(C_CPL)
-                hc[C_TICKS] = ticks
-                hc[C_TIMER_DEADLINE] = min(vget(C_TIMER_DEADLINE), ticks + slice_)
-                hc[C_TIMER_PENDING] = 0
-                reason = run_native(*args, allowed)
-                vc[C_TICKS] = hget(C_TICKS)
+                reason = self._enter_host(pc, 1 if kernel else vget(C_CPL), allowed)
                 hpc = hget(C_PC)
                 if kernel:
                     if not tc.contains(hpc):
@@ -366,8 +346,6 @@ class BinaryTranslation(TrapEmulate):
                     vc[C_PC] = self._guest_pc(hpc)
                 else:
                     vc[C_PC] = hpc
-                if hcnt.item(EV_INSTRUCTIONS) != before:
-                    vc[C_DELIVERIES] = 0
                 if reason == STOP_TRAP_EXIT:
                     self.exits += 1
                     vec, err = hget(C_STOP_VECTOR), hget(C_STOP_ERROR)

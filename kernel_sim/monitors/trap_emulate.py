@@ -214,43 +214,22 @@ class TrapEmulate(Monitor):
 
     # ---- the run loop ------------------------------------------------------------------------
     def _run(self, budget: int) -> None:
-        from ..cpu import run_native
-
-        h = self.host
-        hc, hcnt = h.ctrl, h.counters
-        v = self.vcpu
-        vc, vcnt = v.ctrl, v.counters
-        args = (h.regs, hc, h.mem, h.tlb, h.costs, hcnt, h.console_buffer, h.trace, h.intercept)
-        slice_ = self.time_slice
-        h0, v0 = int(hcnt[EV_INSTRUCTIONS]), int(vcnt[EV_INSTRUCTIONS])
+        hc, vc = self.host.ctrl, self.vcpu.ctrl
+        h0 = self.host.counters.item(EV_INSTRUCTIONS)
+        v0 = self.vcpu.counters.item(EV_INSTRUCTIONS)
         hget, vget = hc.item, vc.item          # .item(i): a plain int, cheaper than vc[i]
         try:
             while True:
-                # steps 1-2 of a native step, on the virtual CPU
-                v.timer_check()
-                if vget(C_IF) and vget(C_TIMER_PENDING):
-                    vc[C_TIMER_PENDING] = 0
-                    self._charge(_REFLECT[isa.VEC_TIMER], "reflect", "emulation",
-                                 transition=False)
-                    v.deliver(isa.VEC_TIMER, 0, vget(C_PC))
+                if self._inject_due_interrupt():
                     continue
-                before = hcnt.item(EV_INSTRUCTIONS)
-                retired = before - h0 + vcnt.item(EV_INSTRUCTIONS) - v0
+                retired = self._retired_since(h0, v0)
                 if retired >= budget:
                     self.stop = STOP_NAMES[STOP_BUDGET]
                     return
-                # enter the guest: it runs directly on the host CPU until something traps
-                ticks = vget(C_TICKS)
-                hc[C_PC] = vget(C_PC)
-                hc[C_CPL] = vget(C_CPL) or 1     # ring compression: ring 0 runs in ring 1
-                hc[C_TICKS] = ticks
-                hc[C_TIMER_DEADLINE] = min(vget(C_TIMER_DEADLINE), ticks + slice_)
-                hc[C_TIMER_PENDING] = 0
-                reason = run_native(*args, budget - retired)
-                vc[C_TICKS] = hget(C_TICKS)
+                # enter the guest: it runs directly on the host CPU until something traps;
+                # ring compression: virtual ring 0 runs in host ring 1
+                reason = self._enter_host(vget(C_PC), vget(C_CPL) or 1, budget - retired)
                 vc[C_PC] = hget(C_PC)
-                if hcnt.item(EV_INSTRUCTIONS) != before:
-                    vc[C_DELIVERIES] = 0
                 if reason == STOP_TRAP_EXIT:
                     self.exits += 1
                     self._exit(hget(C_STOP_VECTOR), hget(C_STOP_ERROR))
@@ -259,6 +238,45 @@ class TrapEmulate(Monitor):
         except Stop as s:
             self.stop = STOP_NAMES[s.reason]
             self.stop_vector, self.stop_error = s.vector, s.error
+
+    def _inject_due_interrupt(self) -> bool:
+        """Steps 1-2 of a native step, on the virtual CPU: when the virtual timer is due and the
+        virtual IF is on, deliver the interrupt to the guest.  True if one was delivered."""
+        v = self.vcpu
+        v.timer_check()
+        vget = v.ctrl.item
+        if vget(C_IF) and vget(C_TIMER_PENDING):
+            v.ctrl[C_TIMER_PENDING] = 0
+            self._charge(_REFLECT[isa.VEC_TIMER], "reflect", "emulation", transition=False)
+            v.deliver(isa.VEC_TIMER, 0, vget(C_PC))
+            return True
+        return False
+
+    def _retired_since(self, h0: int, v0: int) -> int:
+        """Guest instructions retired in this run: run directly on the host plus emulated."""
+        return (self.host.counters.item(EV_INSTRUCTIONS) - h0
+                + self.vcpu.counters.item(EV_INSTRUCTIONS) - v0)
+
+    def _enter_host(self, pc: int, cpl: int, allowed: int) -> int:
+        """Run the guest on the host CPU from ``pc`` in host ring ``cpl`` for at most ``allowed``
+        instructions; the host timer fires at the virtual deadline or after one time slice.
+        Brings the virtual tick count up to date and returns the host's stop reason."""
+        from ..cpu import run_native
+        h, vc = self.host, self.vcpu.ctrl
+        hc = h.ctrl
+        ticks = vc.item(C_TICKS)
+        before = h.counters.item(EV_INSTRUCTIONS)
+        hc[C_PC] = pc
+        hc[C_CPL] = cpl
+        hc[C_TICKS] = ticks
+        hc[C_TIMER_DEADLINE] = min(vc.item(C_TIMER_DEADLINE), ticks + self.time_slice)
+        hc[C_TIMER_PENDING] = 0
+        reason = run_native(h.regs, hc, h.mem, h.tlb, h.costs, h.counters, h.console_buffer,
+                            h.trace, h.intercept, allowed)
+        vc[C_TICKS] = hc.item(C_TICKS)
+        if h.counters.item(EV_INSTRUCTIONS) != before:
+            vc[C_DELIVERIES] = 0
+        return reason
 
     def _exit(self, vec: int, err: int) -> None:
         """One host trap: decide what it means for the guest and act on the virtual CPU."""
