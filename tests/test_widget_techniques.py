@@ -23,9 +23,9 @@ def test_plots_equal_a_direct_run_of_the_same_setting(explorer):
                            strict=True)
     assert explorer.result.state_digest == direct.state_digest
     reasons, counts = event_bars(direct)
-    if reasons:
-        assert list(explorer.events_fig.data[0].y) == reasons
-        assert list(explorer.events_fig.data[0].x) == counts
+    assert reasons, f"{t} counted no monitor events on the syscall workload"
+    assert list(explorer.events_fig.data[0].y) == reasons
+    assert list(explorer.events_fig.data[0].x) == counts
     cycles = plotted_cycles(explorer)
     assert sum(cycles[t].values()) == direct.cycles
 
@@ -33,7 +33,10 @@ def test_plots_equal_a_direct_run_of_the_same_setting(explorer):
 def test_changing_the_workload_reruns_and_replots(explorer):
     before = plotted_cycles(explorer)
     assert explorer.set(workload="compute", count=30)
-    assert explorer.result.workload if hasattr(explorer.result, "workload") else True
+    assert explorer.workload.value == "compute" and explorer.count.value == 30
+    technique = explorer.technique.value
+    direct = run_setting("compute", technique, 30, True, "modern")
+    assert explorer.result.state_digest == direct.state_digest
     native = run_setting("compute", "native", 30, True, "modern")
     assert explorer.baseline.state_digest == native.state_digest
     after = plotted_cycles(explorer)
