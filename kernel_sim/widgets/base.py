@@ -30,3 +30,33 @@ def fit_count(slider, workload: str) -> None:
     limit = count_limit(workload)
     slider.max = max(limit, slider.min)
     slider.value = min(slider.value, limit)
+
+
+class WorkloadExplorer:
+    """Mixin of the explorers that run one workload natively and under a technique.
+
+    The subclass provides ``workload`` (Dropdown), ``count`` (IntSlider), ``_run()`` returning
+    ``(result, baseline)``, ``_show()`` and ``_refuse(text)``; it sets ``_quiet`` while it changes
+    several controls at once.  Changing the workload fits the loop-count slider to it first.
+    """
+
+    _quiet = False
+
+    def _on_change(self, change=None) -> None:
+        if change is not None and change.get("owner") is self.workload:
+            quiet, self._quiet = self._quiet, True
+            try:                        # keep the slider inside the new workload's range
+                fit_count(self.count, self.workload.value)
+            finally:
+                self._quiet = quiet
+        if not self._quiet:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Run the current setting and update the charts and the summary."""
+        try:
+            self.result, self.baseline = self._run()
+        except (ValueError, TypeError, RuntimeError) as exc:
+            self._refuse(str(exc))
+            return
+        self._show()

@@ -16,7 +16,7 @@ import ipywidgets as widgets
 
 from ..viz.emulation import CACHE_SIZES, MODE_LABELS, emulation_run, native_run, slowdown
 from ..viz.techniques import cycles_figure, events_figure, fill_cycles, fill_events
-from .base import count_limit, fit_count, refusal_html
+from .base import WorkloadExplorer, count_limit, refusal_html
 
 #: the loop count the explorer starts with, unless a smaller limit applies
 DEFAULT_COUNT = 50
@@ -27,7 +27,7 @@ def _cache_label(rows: int) -> str:
     return f"{rows:,} micro-ops" + (" (default)" if rows == CACHE_SIZES[-1] else "")
 
 
-class EmulationExplorer(widgets.VBox):
+class EmulationExplorer(WorkloadExplorer, widgets.VBox):
     """Controls, the events chart, the cycles chart and a one-line summary.
 
     Attributes: ``workload``, ``mode``, ``count``, ``cache`` (controls), ``events_fig`` and
@@ -72,25 +72,6 @@ class EmulationExplorer(widgets.VBox):
     def _pair(self):
         """What the cycles chart shows: {label: result}, native first."""
         return {"native": self.baseline, f"emulation ({self.mode.value})": self.result}
-
-    def _on_change(self, change=None) -> None:
-        if change is not None and change.get("owner") is self.workload:
-            quiet, self._quiet = self._quiet, True
-            try:                        # keep the slider inside the new workload's range
-                fit_count(self.count, self.workload.value)
-            finally:
-                self._quiet = quiet
-        if not self._quiet:
-            self.refresh()
-
-    def refresh(self) -> None:
-        """Run the current setting and update both charts and the summary."""
-        try:
-            self.result, self.baseline = self._run()
-        except (ValueError, TypeError, RuntimeError) as exc:
-            self._refuse(str(exc))
-            return
-        self._show()
 
     def _show(self) -> None:
         r, n = self.result, self.baseline

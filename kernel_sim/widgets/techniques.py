@@ -16,7 +16,7 @@ import ipywidgets as widgets
 from ..costs import CPU_PRESETS
 from ..monitors import available_techniques, run_technique
 from ..viz.techniques import cycles_figure, events_figure, fill_cycles, fill_events
-from .base import MAX_COUNT, count_limit, fit_count, refusal_html  # noqa: F401 (MAX_COUNT re-exported)
+from .base import MAX_COUNT, WorkloadExplorer, count_limit, fit_count, refusal_html  # noqa: F401 (MAX_COUNT re-exported)
 
 DEFAULT_COUNT = 50
 
@@ -40,7 +40,7 @@ def same_kernel_state(result, baseline) -> bool | None:
     return result.state_digest == baseline.state_digest
 
 
-class TechniqueExplorer(widgets.VBox):
+class TechniqueExplorer(WorkloadExplorer, widgets.VBox):
     """Controls, the events chart, the cycles chart and a one-line verdict.
 
     Attributes: ``workload``, ``technique``, ``strict``, ``cpu``, ``count`` (controls),
@@ -88,25 +88,6 @@ class TechniqueExplorer(widgets.VBox):
         strict = self.strict.value
         return (run_setting(w, t, c, strict, self.cpu.value),
                 run_setting(w, "native", c, strict, self.cpu.value))
-
-    def _on_change(self, change=None) -> None:
-        if change is not None and change.get("owner") is self.workload:
-            quiet, self._quiet = self._quiet, True
-            try:                        # keep the slider inside the new workload's range
-                fit_count(self.count, self.workload.value)
-            finally:
-                self._quiet = quiet
-        if not self._quiet:
-            self.refresh()
-
-    def refresh(self) -> None:
-        """Run the current setting and update both charts and the summary."""
-        try:
-            self.result, self.baseline = self._run()
-        except (ValueError, TypeError, RuntimeError) as exc:
-            self._refuse(str(exc))
-            return
-        self._show()
 
     def _show(self) -> None:
         r, n = self.result, self.baseline
