@@ -122,6 +122,9 @@ _MONITOR_COSTS: Dict[str, Dict[str, int]] = {
     # hardware assist: one VM exit + VM entry round trip (falls by several times across
     # generations: the trend is documented, these values are assumptions)
     "vm_exit":         {"first-vtx": 2000, "nehalem": 900, "modern": 500},
+    # nested paging: handling one EPT violation (find the guest page, map it in the EPT; the
+    # first generation had no EPT, the value is never charged there)
+    "ept_violation":   {"first-vtx": 600, "nehalem": 500, "modern": 400},
     # devices: emulating one port access in the monitor (decode, device model)
     "device_io":       {"first-vtx": 300, "nehalem": 250, "modern": 200},
 }

@@ -24,6 +24,7 @@ from .mmu import (
     ACC_FETCH,
     ACC_WRITE,
     BUS_ERROR,
+    EPT_VIOLATION,
     FRAME_MASK,
     PTE_D,
     PTE_U,
@@ -31,11 +32,51 @@ from .mmu import (
     flush_all,
     invalidate_page,
     tlb_miss,
+    tlb_tag,
     translate,
 )
 from .state import (
     C_BLK_BUFFER,
     C_BLK_SECTOR,
+    C_CR0_SHADOW,
+    C_EPTP,
+    C_EXCEPTION_BITMAP,
+    C_EXIT_GLA,
+    C_EXIT_INSTR,
+    C_EXIT_INTR_ERROR,
+    C_EXIT_INTR_INFO,
+    C_EXIT_QUAL,
+    C_EXIT_REASON,
+    C_IDT_VECTORING,
+    C_IDT_VECTORING_ERROR,
+    C_INJECT,
+    C_INJECT_ERROR,
+    C_VMX,
+    C_VMX_CONTROLS,
+    C_VPID,
+    CTL_CR0_PG_EXITING,
+    CTL_CR3_LOAD_EXITING,
+    CTL_CR3_STORE_EXITING,
+    CTL_EXTINT_EXITING,
+    CTL_HLT_EXITING,
+    CTL_INTWIN_EXITING,
+    CTL_INVLPG_EXITING,
+    CTL_IO_EXITING,
+    EV_PAGING_WRITES,
+    EV_PTBR_READS,
+    EV_PTBR_WRITES,
+    EXIT_CR_ACCESS,
+    EXIT_EPT_VIOLATION,
+    EXIT_EXCEPTION_NMI,
+    EXIT_EXTERNAL_INTERRUPT,
+    EXIT_HLT,
+    EXIT_INTERRUPT_WINDOW,
+    EXIT_INVLPG,
+    EXIT_IO_INSTRUCTION,
+    EXIT_TRIPLE_FAULT,
+    EXIT_VMCALL,
+    INJECT_VALID,
+    STOP_VM_EXIT,
     C_BLK_STATUS,
     C_CONSOLE_LEN,
     C_CPL,
@@ -141,9 +182,11 @@ OP_JMP, OP_JR, OP_CALL, OP_CALLR, OP_RET = 0x46, 0x47, 0x48, 0x49, 0x4A
 OP_SYSCALL, OP_SYSRET, OP_IRET, OP_HLT, OP_IN, OP_OUT = 0x50, 0x51, 0x52, 0x53, 0x54, 0x55
 OP_CLI, OP_STI, OP_WRCR, OP_RDCR, OP_INVLPG, OP_TLBFLUSH = 0x56, 0x57, 0x58, 0x59, 0x5A, 0x5B
 OP_PUSHF, OP_POPF, OP_GETCPL, OP_RDTVB = 0x60, 0x61, 0x62, 0x63
+OP_VMCALL = 0xF0
 NUM_CRS = 6
 NO_ACCESS = -1     # the instruction touches no data memory
 MISS = -5000       # marker: the inline TLB test could not answer
+VM_EXIT_PENDING = 1000  # "vector" marker: the instruction causes a VM exit (C_EXIT_* are set)
 
 
 @njit(cache=True)
@@ -186,12 +229,86 @@ def cr_index(cr):
 
 
 @njit(cache=True)
-def deliver(vec, err, rp, regs, ctrl, mem, tlb, counters, trace, intercept):
+def delivery_exit(vec, err, rp, regs, ctrl, mem, tlb, counters, injected):
+    """VMX non-root: does delivering ``vec`` cause a VM exit?  Returns STOP_VM_EXIT or STOP_NONE.
+
+    An exception in the exception bitmap, or the timer under external-interrupt exiting, exits
+    instead of being delivered (not for an event the monitor injects).  Otherwise the addresses
+    the delivery will touch are translated first, in native order: an EPT violation, or a #PF
+    the bitmap sends to the monitor, exits with the event recorded as IDT-vectoring information
+    so that the monitor can re-inject it once the mapping is fixed.
+    """
+    if injected == 0:
+        if vec < 32 and ((ctrl[C_EXCEPTION_BITMAP] >> vec) & 1) != 0:
+            ctrl[C_PC] = rp
+            ctrl[C_EXIT_REASON] = EXIT_EXCEPTION_NMI
+            ctrl[C_EXIT_INTR_INFO] = vec
+            ctrl[C_EXIT_INTR_ERROR] = err
+            ctrl[C_EXIT_QUAL] = ctrl[C_EXIT_GLA] if vec == VEC_PF else 0
+            return STOP_VM_EXIT
+        if vec == VEC_TIMER and (ctrl[C_VMX_CONTROLS] & CTL_EXTINT_EXITING) != 0:
+            ctrl[C_PC] = rp
+            ctrl[C_EXIT_REASON] = EXIT_EXTERNAL_INTERRUPT
+            ctrl[C_EXIT_QUAL] = 0
+            return STOP_VM_EXIT
+    tvb = ctrl[C_TVB]
+    if tvb == NO_TVB:
+        return STOP_NONE
+    paging = ctrl[C_PAGING] & 1
+    ptbr = ctrl[C_PTBR]
+    levels = ctrl[C_LEVELS]
+    mem_bytes = ctrl[C_MEM_BYTES]
+    mask = (tlb.shape[0] >> 1) - 1
+    va = (tvb + 4 * vec) & MASK32
+    pa = translate(va, 0, 0, paging, ptbr, levels, mem, mem_bytes, tlb, mask, counters, ctrl)
+    if pa >= 0:
+        if mem[pa >> 2] == 0 or ctrl[C_DELIVERIES] + 1 > MAX_DELIVERIES:
+            return STOP_NONE
+        sp = regs[SP]
+        if ctrl[C_CPL] > 0:
+            sp = ctrl[C_KSP]
+        for k in range(5):
+            va = (sp - 4 * (k + 1)) & MASK32
+            pa = translate(va, ACC_WRITE, 0, paging, ptbr, levels, mem, mem_bytes, tlb, mask,
+                           counters, ctrl)
+            if pa < 0:
+                break
+    if pa >= 0 or pa == BUS_ERROR:
+        return STOP_NONE
+    if vec == VEC_PF and injected == 0:
+        ctrl[C_FAULT_ADDR] = ctrl[C_EXIT_GLA]       # CR2 was written as the delivery began
+    if pa == EPT_VIOLATION:
+        ctrl[C_EXIT_REASON] = EXIT_EPT_VIOLATION
+        ctrl[C_EXIT_GLA] = va
+    elif ((ctrl[C_EXCEPTION_BITMAP] >> VEC_PF) & 1) != 0:
+        ctrl[C_EXIT_REASON] = EXIT_EXCEPTION_NMI
+        ctrl[C_EXIT_INTR_INFO] = VEC_PF
+        ctrl[C_EXIT_INTR_ERROR] = -1 - pa
+        ctrl[C_EXIT_QUAL] = va
+        ctrl[C_EXIT_GLA] = va
+    else:
+        return STOP_NONE                      # a guest #PF while delivering: a triple fault
+    ctrl[C_IDT_VECTORING] = INJECT_VALID | vec
+    ctrl[C_IDT_VECTORING_ERROR] = err
+    ctrl[C_PC] = rp
+    return STOP_VM_EXIT
+
+
+@njit(cache=True)
+def deliver(vec, err, rp, regs, ctrl, mem, tlb, counters, trace, intercept, injected):
     """Deliver trap ``vec`` (error code ``err``, return pc ``rp``) through the vector table.
 
     Reads pc, ring, IF and paging state from ``ctrl`` (the caller has synced them) and writes the
     new state back.  Returns STOP_NONE if the handler now runs, or the reason the run must stop.
+    In VMX non-root operation the event may exit instead (:func:`delivery_exit`); ``injected``
+    (1: the monitor injects it at VM entry) exempts it from the exception bitmap.
     """
+    if ctrl[C_VMX] != 0:
+        if delivery_exit(vec, err, rp, regs, ctrl, mem, tlb, counters, injected) != STOP_NONE:
+            return STOP_VM_EXIT
+        if vec == VEC_PF and injected == 0:
+            ctrl[C_FAULT_ADDR] = ctrl[C_EXIT_GLA]   # CR2 is written as the #PF is delivered
+            counters[EV_PAGE_FAULTS] += 1
     counters[EV_VECTOR_BASE + vec] += 1
     counters[EV_TRAPS] += 1
     trace_event(ctrl, trace, TRACE_TRAP, rp, (vec << 32) | err)
@@ -211,7 +328,7 @@ def deliver(vec, err, rp, regs, ctrl, mem, tlb, counters, trace, intercept):
     mem_bytes = ctrl[C_MEM_BYTES]
     mask = (tlb.shape[0] >> 1) - 1
     pa = translate((tvb + 4 * vec) & MASK32, 0, 0, paging, ptbr, levels, mem, mem_bytes, tlb,
-                   mask, counters)
+                   mask, counters, ctrl)
     if pa < 0:
         ctrl[C_STOP_VECTOR] = vec
         ctrl[C_STOP_ERROR] = err
@@ -241,7 +358,7 @@ def deliver(vec, err, rp, regs, ctrl, mem, tlb, counters, trace, intercept):
     where = np.empty(5, np.int64)
     for k in range(5):
         where[k] = translate((sp - 4 * (k + 1)) & MASK32, ACC_WRITE, 0, paging, ptbr, levels,
-                             mem, mem_bytes, tlb, mask, counters)
+                             mem, mem_bytes, tlb, mask, counters, ctrl)
         if where[k] < 0:
             ctrl[C_STOP_VECTOR] = vec
             ctrl[C_STOP_ERROR] = err
@@ -257,11 +374,23 @@ def deliver(vec, err, rp, regs, ctrl, mem, tlb, counters, trace, intercept):
 
 @njit(cache=True)
 def raise_fault(code, va, ctrl, counters):
-    """Turn a translate() fault code into (vector, error code); record page-fault state."""
+    """Turn a translate() fault code into (vector, error code); record page-fault state.
+
+    In VMX non-root operation an EPT violation becomes ``(VM_EXIT_PENDING, 0)``, and a page
+    fault only notes its address in ``C_EXIT_GLA``: CR2 and the page-fault count change when
+    the fault is really delivered to the guest (it may exit instead).
+    """
     if code == BUS_ERROR:
         return VEC_GP, 0
-    ctrl[C_FAULT_ADDR] = va
-    counters[EV_PAGE_FAULTS] += 1
+    if code == EPT_VIOLATION:
+        ctrl[C_EXIT_REASON] = EXIT_EPT_VIOLATION
+        ctrl[C_EXIT_GLA] = va
+        return VM_EXIT_PENDING, 0
+    if ctrl[C_VMX] != 0:
+        ctrl[C_EXIT_GLA] = va
+    else:
+        ctrl[C_FAULT_ADDR] = va
+        counters[EV_PAGE_FAULTS] += 1
     return VEC_PF, -1 - code
 
 
@@ -362,7 +491,7 @@ def return_from_trap(op, regs, ctrl, mem, tlb, counters):
     for k in range(5):
         va = (sp + 4 * k) & MASK32
         p = translate(va, 0, ctrl[C_CPL], paging, ctrl[C_PTBR], ctrl[C_LEVELS], mem,
-                      ctrl[C_MEM_BYTES], tlb, mask, counters)
+                      ctrl[C_MEM_BYTES], tlb, mask, counters, ctrl)
         if p < 0:
             return raise_fault(p, va, ctrl, counters)
         frame[k] = mem[p >> 2]
@@ -422,26 +551,43 @@ def execute(regs, ctrl, mem, tlb, counters, console, trace, intercept, budget):
     iflag = ctrl[C_IF]
     paging = ctrl[C_PAGING] & 1
     ptbr = ctrl[C_PTBR]
-    asid_key = ((ptbr & 0xFFF) << 20) + 1
     user_need = PTE_U if cpl == 3 else 0
     ticks = ctrl[C_TICKS]
     deadline = ctrl[C_TIMER_DEADLINE]
     data_limit = ctrl[C_DATA_LIMIT]
+    # VMX non-root operation: the controls the VMCS loaded (all 0 on a bare machine)
+    vmx = ctrl[C_VMX]
+    controls = ctrl[C_VMX_CONTROLS] if vmx != 0 else 0
+    extint = controls & CTL_EXTINT_EXITING
+    intwin = controls & CTL_INTWIN_EXITING
+    ept = 1 if (vmx != 0 and ctrl[C_EPTP] != 0) else 0
+    xlate = paging | ept       # 0: addresses are physical (no TLB)
+    asid_key = (tlb_tag(ptbr, ctrl) << 20) + 1
     retired = 0
     stop = STOP_NONE
+    if vmx != 0 and (ctrl[C_INJECT] & INJECT_VALID) != 0:
+        # VM-entry event injection: delivered through the guest's vector table, never exiting
+        inject = ctrl[C_INJECT]
+        ctrl[C_INJECT] = 0
+        stop = deliver(inject & 0xFF, ctrl[C_INJECT_ERROR], pc, regs, ctrl, mem, tlb, counters,
+                       trace, intercept, 1)
+        pc = ctrl[C_PC]
+        cpl = ctrl[C_CPL]
+        iflag = ctrl[C_IF]
+        user_need = PTE_U if cpl == 3 else 0
 
-    while True:
+    while stop == STOP_NONE:
         # ---- 1-2. timer and interrupts ------------------------------------------------------
         if ticks >= deadline:
             ctrl[C_TIMER_PENDING] = 1
             deadline += ctrl[C_TIMER_PERIOD]
-        if iflag != 0 and ctrl[C_TIMER_PENDING] != 0:
+        if (iflag | extint) != 0 and ctrl[C_TIMER_PENDING] != 0:
             ctrl[C_TIMER_PENDING] = 0
             ctrl[C_PC] = pc
             ctrl[C_CPL] = cpl
             ctrl[C_IF] = iflag
             ctrl[C_TICKS] = ticks
-            stop = deliver(VEC_TIMER, 0, pc, regs, ctrl, mem, tlb, counters, trace, intercept)
+            stop = deliver(VEC_TIMER, 0, pc, regs, ctrl, mem, tlb, counters, trace, intercept, 0)
             pc = ctrl[C_PC]
             cpl = ctrl[C_CPL]
             iflag = ctrl[C_IF]
@@ -449,6 +595,11 @@ def execute(regs, ctrl, mem, tlb, counters, console, trace, intercept, budget):
             if stop != STOP_NONE:
                 break
             continue
+        if intwin != 0 and iflag != 0:
+            ctrl[C_EXIT_REASON] = EXIT_INTERRUPT_WINDOW
+            ctrl[C_EXIT_QUAL] = 0
+            stop = STOP_VM_EXIT
+            break
         # ---- 3. stop checks -----------------------------------------------------------------
         if pc == until:
             stop = STOP_UNTIL
@@ -460,7 +611,8 @@ def execute(regs, ctrl, mem, tlb, counters, console, trace, intercept, budget):
         vec = -1
         err = 0
         op = 0
-        if paging == 0:
+        word = 0
+        if xlate == 0:
             pa = pc if pc < mem_bytes else BUS_ERROR
         else:
             vpn = pc >> 12
@@ -475,7 +627,7 @@ def execute(regs, ctrl, mem, tlb, counters, console, trace, intercept, budget):
                         pa = BUS_ERROR
             if pa == MISS:
                 pa = tlb_miss(pc, ACC_FETCH, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_mask,
-                              counters)
+                              counters, ctrl)
         if pa < 0:
             vec, err = raise_fault(pa, pc, ctrl, counters)
         else:
@@ -605,6 +757,10 @@ def execute(regs, ctrl, mem, tlb, counters, console, trace, intercept, budget):
                     iflag = 0
                 elif op == OP_STI:
                     iflag = 1
+                elif (op == OP_IN or op == OP_OUT) and (controls & CTL_IO_EXITING) != 0:
+                    vec = VM_EXIT_PENDING
+                    ctrl[C_EXIT_REASON] = EXIT_IO_INSTRUCTION
+                    ctrl[C_EXIT_QUAL] = (imm << 16) | (8 if op == OP_IN else 0) | 3
                 elif op == OP_IN:
                     ctrl[C_TICKS] = ticks
                     regs[a] = port_in(imm, ctrl, counters)
@@ -614,33 +770,60 @@ def execute(regs, ctrl, mem, tlb, counters, console, trace, intercept, budget):
                     port_out(imm, regs[a], pc, ctrl, mem, counters, console, trace)
                     deadline = ctrl[C_TIMER_DEADLINE]
                 elif op == OP_HLT:
-                    counters[EV_HLT] += 1
+                    if (controls & CTL_HLT_EXITING) != 0:
+                        vec = VM_EXIT_PENDING
+                        ctrl[C_EXIT_REASON] = EXIT_HLT
+                        ctrl[C_EXIT_QUAL] = 0
+                    else:
+                        counters[EV_HLT] += 1
                 elif op == OP_WRCR:
                     idx = cr_index(imm)
                     if idx < 0:
                         vec = VEC_GP
+                    elif (idx == C_PTBR and (controls & CTL_CR3_LOAD_EXITING) != 0) or \
+                            (idx == C_PAGING and (controls & CTL_CR0_PG_EXITING) != 0):
+                        vec = VM_EXIT_PENDING
+                        ctrl[C_EXIT_REASON] = EXIT_CR_ACCESS
+                        ctrl[C_EXIT_QUAL] = imm | (a << 8)
                     else:
                         counters[EV_CR_WRITES] += 1
                         value = regs[a]
                         ctrl[idx] = value
                         if idx == C_PAGING:
+                            counters[EV_PAGING_WRITES] += 1
                             paging = value & 1
+                            xlate = paging | ept
                             flush_all(tlb, counters)
                         elif idx == C_PTBR:
+                            counters[EV_PTBR_WRITES] += 1
                             ptbr = value
-                            asid_key = ((ptbr & 0xFFF) << 20) + 1
+                            asid_key = (tlb_tag(ptbr, ctrl) << 20) + 1
                             if (value & 0xFFF) == 0:
                                 flush_all(tlb, counters)
                 elif op == OP_RDCR:
                     idx = cr_index(imm)
                     if idx < 0:
                         vec = VEC_GP
+                    elif idx == C_PTBR and (controls & CTL_CR3_STORE_EXITING) != 0:
+                        vec = VM_EXIT_PENDING
+                        ctrl[C_EXIT_REASON] = EXIT_CR_ACCESS
+                        ctrl[C_EXIT_QUAL] = imm | 16 | (a << 8)
                     else:
                         counters[EV_CR_READS] += 1
-                        regs[a] = ctrl[idx]
+                        if idx == C_PTBR:
+                            counters[EV_PTBR_READS] += 1
+                        if idx == C_PAGING and (controls & CTL_CR0_PG_EXITING) != 0:
+                            regs[a] = ctrl[C_CR0_SHADOW]    # the guest's view of paging
+                        else:
+                            regs[a] = ctrl[idx]
                 elif op == OP_INVLPG:
-                    counters[EV_INVLPG] += 1
-                    invalidate_page(regs[a], ptbr, tlb, tlb_mask)
+                    if (controls & CTL_INVLPG_EXITING) != 0:
+                        vec = VM_EXIT_PENDING
+                        ctrl[C_EXIT_REASON] = EXIT_INVLPG
+                        ctrl[C_EXIT_QUAL] = regs[a]
+                    else:
+                        counters[EV_INVLPG] += 1
+                        invalidate_page(regs[a], tlb_tag(ptbr, ctrl), tlb, tlb_mask)
                 elif op == OP_TLBFLUSH:
                     flush_all(tlb, counters)
                 else:
@@ -653,6 +836,10 @@ def execute(regs, ctrl, mem, tlb, counters, console, trace, intercept, budget):
                         cpl = ctrl[C_CPL]
                         iflag = ctrl[C_IF]
                         user_need = PTE_U if cpl == 3 else 0
+            elif op == OP_VMCALL and vmx != 0:
+                vec = VM_EXIT_PENDING            # VMCALL always exits in non-root operation
+                ctrl[C_EXIT_REASON] = EXIT_VMCALL
+                ctrl[C_EXIT_QUAL] = 0
             else:
                 vec = VEC_UD
 
@@ -660,7 +847,7 @@ def execute(regs, ctrl, mem, tlb, counters, console, trace, intercept, budget):
             if acc != NO_ACCESS:
                 if data_limit != 0 and cpl != 0 and va >= data_limit:
                     pa = BUS_ERROR      # beyond the monitor's data limit: #GP(0)
-                elif paging == 0:
+                elif xlate == 0:
                     pa = va if va < mem_bytes else BUS_ERROR
                 else:
                     vpn = va >> 12
@@ -676,7 +863,7 @@ def execute(regs, ctrl, mem, tlb, counters, console, trace, intercept, budget):
                                 pa = BUS_ERROR
                     if pa == MISS:
                         pa = tlb_miss(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_mask,
-                                      counters)
+                                      counters, ctrl)
                 if pa < 0:
                     vec, err = raise_fault(pa, va, ctrl, counters)
                 elif op == OP_LD:
@@ -713,12 +900,17 @@ def execute(regs, ctrl, mem, tlb, counters, console, trace, intercept, budget):
                             counters[EV_POPF_IGNORED] += 1
 
         if vec >= 0:
+            if vec == VM_EXIT_PENDING:
+                # ---- a VM exit: nothing retired, pc stays at the exiting instruction ---------
+                ctrl[C_EXIT_INSTR] = word     # 0 if the fetch itself exited
+                stop = STOP_VM_EXIT
+                break
             # ---- the instruction faulted: deliver, return pc = the faulting instruction ----
             ctrl[C_PC] = pc
             ctrl[C_CPL] = cpl
             ctrl[C_IF] = iflag
             ctrl[C_TICKS] = ticks
-            stop = deliver(vec, err, pc, regs, ctrl, mem, tlb, counters, trace, intercept)
+            stop = deliver(vec, err, pc, regs, ctrl, mem, tlb, counters, trace, intercept, 0)
             pc = ctrl[C_PC]
             cpl = ctrl[C_CPL]
             iflag = ctrl[C_IF]
@@ -739,7 +931,7 @@ def execute(regs, ctrl, mem, tlb, counters, console, trace, intercept, budget):
             ctrl[C_TICKS] = ticks
             if op == OP_SYSCALL:
                 stop = deliver(VEC_SYSCALL, 0, pc, regs, ctrl, mem, tlb, counters, trace,
-                               intercept)
+                               intercept, 0)
                 pc = ctrl[C_PC]
                 cpl = ctrl[C_CPL]
                 iflag = ctrl[C_IF]
@@ -756,6 +948,10 @@ def execute(regs, ctrl, mem, tlb, counters, console, trace, intercept, budget):
                 stop = STOP_HALT
                 break
 
+    if vmx != 0 and stop == STOP_TRIPLE_FAULT:
+        stop = STOP_VM_EXIT                     # a triple fault in non-root operation exits
+        ctrl[C_EXIT_REASON] = EXIT_TRIPLE_FAULT
+        ctrl[C_EXIT_QUAL] = 0
     ctrl[C_PC] = pc
     ctrl[C_CPL] = cpl
     ctrl[C_IF] = iflag

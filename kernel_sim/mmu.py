@@ -58,7 +58,21 @@ from __future__ import annotations
 
 from numba import njit
 
-from .state import EV_TLB_HIT, EV_TLB_MISS, EV_TLB_FLUSHES, EV_WALK_REFS
+import numpy as np
+
+from .state import (
+    C_EPT_LEVELS,
+    C_EPTP,
+    C_EXIT_GPA,
+    C_EXIT_QUAL,
+    C_PAGING,
+    C_VPID,
+    EV_NESTED_REFS,
+    EV_TLB_FLUSHES,
+    EV_TLB_HIT,
+    EV_TLB_MISS,
+    EV_WALK_REFS,
+)
 
 # Local copies of the ISA constants (Numba freezes globals at compile time, and the on-disk cache
 # only notices changes to *this* file, so kernel constants live beside the kernels).
@@ -168,37 +182,80 @@ def walk(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_i, key, counters):
 
 
 @njit(cache=True)
-def tlb_miss(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_mask, counters):
+def tlb_tag(ptbr, ctrl):
+    """The TLB tag of the running address space: the guest's VPID above the PTBR's ASID."""
+    return (ctrl[C_VPID] << 12) | (ptbr & 0xFFF)
+
+
+@njit(cache=True)
+def tlb_miss(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_mask, counters, ctrl):
     """The slow path of a paged access: count the miss, walk, check the bus.
 
     The CPU loop does the TLB-hit test inline (a call with array arguments in the hot loop would
     cost Numba two atomic reference-count updates per call) and calls this only when the TLB
-    cannot answer.
+    cannot answer.  Under EPT (``ctrl[C_EPTP] != 0``, VMX non-root only) the walk is the
+    two-dimensional one (guest paging off: the nested table alone) and the TLB caches the
+    combined guest-virtual -> host-physical translation; an EPT violation records the
+    guest-physical address and qualification in ``ctrl[C_EXIT_GPA]``/``ctrl[C_EXIT_QUAL]``.
     """
     counters[EV_TLB_MISS] += 1
     vpn = va >> 12
-    key = (((ptbr & 0xFFF) << 20) | vpn) + 1
-    pa = walk(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_index(vpn, tlb_mask), key,
-              counters)
-    if pa >= mem_bytes:
+    key = ((tlb_tag(ptbr, ctrl) << 20) | vpn) + 1
+    eptp = ctrl[C_EPTP]
+    if eptp == 0:
+        pa = walk(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_index(vpn, tlb_mask), key,
+                  counters)
+        if pa >= mem_bytes:
+            return BUS_ERROR
+        return pa
+    info = np.zeros(WI_SIZE, np.int64)
+    steps = np.zeros((0, STEP_COLS), np.int64)
+    if ctrl[C_PAGING] & 1:
+        r = nested_walk(va, acc, cpl, ptbr, levels, eptp, ctrl[C_EPT_LEVELS], mem, mem_bytes,
+                        counters, info, steps)
+        value = info[WI_VALUE]
+    else:
+        need = EPT_R
+        if acc & ACC_WRITE:
+            need = EPT_W
+        elif acc & ACC_FETCH:
+            need = EPT_X
+        r = ept_translate(va, need, True, 0, eptp, ctrl[C_EPT_LEVELS], mem, mem_bytes, counters,
+                          info, steps)
+        if r >= 0:
+            eperm = r >> 32
+            r = r & 0xFFFFFFFF
+            value = (r & FRAME_MASK) | PTE_U     # guest paging off: no guest permissions
+            if eperm & EPT_W:
+                value |= PTE_W | PTE_D
+    if r == EPT_VIOLATION:
+        ctrl[C_EXIT_GPA] = info[WI_FAULT_GPA]
+        ctrl[C_EXIT_QUAL] = info[WI_QUAL]
+        return EPT_VIOLATION
+    if r < 0:
+        return r
+    if r >= mem_bytes:
         return BUS_ERROR
-    return pa
+    i = tlb_index(vpn, tlb_mask)
+    tlb[2 * i] = key
+    tlb[2 * i + 1] = value
+    return r
 
 
 @njit(cache=True)
-def translate(va, acc, cpl, paging, ptbr, levels, mem, mem_bytes, tlb, tlb_mask, counters):
+def translate(va, acc, cpl, paging, ptbr, levels, mem, mem_bytes, tlb, tlb_mask, counters, ctrl):
     """Virtual -> physical address for one access (``acc``: 0 read, ACC_WRITE, ACC_FETCH).
 
     Returns the physical address or a negative fault code (see the module docstring).  This is
     the readable version used on slow paths (trap delivery, IRET); the CPU loop inlines the same
-    TLB-hit test by hand.
+    TLB-hit test by hand.  Under EPT every access is translated, even with guest paging off.
     """
-    if paging == 0:
+    if paging == 0 and ctrl[C_EPTP] == 0:
         if va >= mem_bytes:
             return BUS_ERROR
         return va
     vpn = va >> 12
-    key = (((ptbr & 0xFFF) << 20) | vpn) + 1
+    key = ((tlb_tag(ptbr, ctrl) << 20) | vpn) + 1
     i = tlb_index(vpn, tlb_mask)
     if tlb[2 * i] == key:
         need = 0
@@ -213,7 +270,7 @@ def translate(va, acc, cpl, paging, ptbr, levels, mem, mem_bytes, tlb, tlb_mask,
             if pa >= mem_bytes:
                 return BUS_ERROR
             return pa
-    return tlb_miss(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_mask, counters)
+    return tlb_miss(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_mask, counters, ctrl)
 
 
 @njit(cache=True)
@@ -225,10 +282,11 @@ def flush_all(tlb, counters):
 
 
 @njit(cache=True)
-def invalidate_page(va, ptbr, tlb, tlb_mask):
-    """INVLPG: drop the entry that would translate ``va`` in the current address space."""
+def invalidate_page(va, tag, tlb, tlb_mask):
+    """INVLPG: drop the entry that would translate ``va`` in the address space ``tag``
+    (:func:`tlb_tag`: the ASID, with the VPID above it in VMX non-root operation)."""
     vpn = va >> 12
-    key = (((ptbr & 0xFFF) << 20) | vpn) + 1
+    key = ((tag << 20) | vpn) + 1
     i = tlb_index(vpn, tlb_mask)
     if tlb[2 * i] == key:
         tlb[2 * i] = 0
@@ -285,6 +343,7 @@ def ept_translate(gpa, need, final, target, eptp, elevels, mem, mem_bytes, count
         if addr >= mem_bytes:
             return BUS_ERROR
         counters[EV_WALK_REFS] += 1
+        counters[EV_NESTED_REFS] += 1
         entry = mem[addr >> 2]
         _record_step(steps, info, STEP_NESTED, k + 1, addr, entry, gpa, target)
         perm &= entry

@@ -172,6 +172,8 @@ class TechniqueResult(Result):
     event_cycles: Dict[str, int] = field(default_factory=dict)
     cycles_by_category: Dict[str, int] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
+    #: hardware assist: ``(guest ticks, exit name)`` of the first VM exits, in order
+    exit_timeline: List[tuple] = field(default_factory=list)
 
     @classmethod
     def from_view(cls, view, *, stop: str, instructions: int, events: Dict[str, int],

@@ -131,6 +131,57 @@ K_IDLE_TICK * skipped``) so the interrupt is taken at the next step; otherwise t
 with ``STOP_HALT`` (pc after the HLT).  If an interrupt is already pending and IF == 1, nothing is
 skipped.
 
+**VMX non-root operation** (hardware-assisted virtualization, VT-x style; see
+:mod:`kernel_sim.vmx` for the VMCS in memory, VM entry and VM exit).  When ``C_VMX == 1`` the
+CPU runs a guest on behalf of a monitor, and the execution controls ``C_VMX_CONTROLS``
+(``CTL_*`` bits), the ``C_EXCEPTION_BITMAP``, ``C_EPTP``/``C_EPT_LEVELS`` and ``C_VPID`` --
+loaded from the VMCS at VM entry -- decide which events leave the guest.  A *VM exit* stops
+the run with ``STOP_VM_EXIT``: ``C_EXIT_REASON`` (Intel's basic exit reason numbers,
+``EXIT_*``), ``C_EXIT_QUAL`` (the exit qualification), ``C_EXIT_INSTR`` (the exiting
+instruction's word: this simulator's instruction-information field), ``C_EXIT_GPA`` and
+``C_EXIT_GLA`` are set, ``pc`` is the exiting instruction (nothing retired, nothing changed)
+and the guest's rings and IF are real: ring 0 of non-root mode is the guest kernel's ring 0.
+
+* **VM-entry event injection** (first, before step 1): if ``C_INJECT & INJECT_VALID`` the
+  vector ``C_INJECT & 0xFF`` is delivered through the guest's vector table with error code
+  ``C_INJECT_ERROR`` and return pc = pc, never exiting (a fault while delivering it is a triple
+  fault); ``C_INJECT`` is cleared.  An injected #PF changes neither ``FAULT_ADDR`` nor
+  ``EV_PAGE_FAULTS``: the monitor that decided the guest takes a page fault does both.
+* **Interrupts.**  With ``CTL_EXTINT_EXITING`` a pending timer interrupt is taken whatever the
+  guest's IF: it clears ``timer_pending`` and exits (``EXIT_EXTERNAL_INTERRUPT``).  Then, with
+  ``CTL_INTWIN_EXITING`` and IF == 1, the CPU exits at this instruction boundary
+  (``EXIT_INTERRUPT_WINDOW``), before the stop checks.
+* **Exiting instructions** (ring 0 only: in rings 1..3 they raise #GP(0) as natively):
+  ``HLT`` with ``CTL_HLT_EXITING`` (``EXIT_HLT``); ``IN``/``OUT`` with ``CTL_IO_EXITING``
+  (``EXIT_IO_INSTRUCTION``, qualification ``port << 16 | 8 if IN | 3``: size 4 bytes);
+  ``WRCR ptbr`` with ``CTL_CR3_LOAD_EXITING``, ``RDCR ptbr`` with ``CTL_CR3_STORE_EXITING``,
+  ``WRCR paging`` with ``CTL_CR0_PG_EXITING`` (``EXIT_CR_ACCESS``, qualification ``cr | type
+  << 4 | register << 8``, type 0 = write, 1 = read); ``INVLPG`` with ``CTL_INVLPG_EXITING``
+  (``EXIT_INVLPG``, qualification = the linear address).  ``VMCALL`` always exits
+  (``EXIT_VMCALL``, any ring).  With ``CTL_CR0_PG_EXITING``, ``RDCR paging`` does not exit but
+  reads the *read shadow* ``C_CR0_SHADOW`` (the paging state the guest believes it has).
+* **Exceptions.**  A vector ``v < 32`` whose bit is set in ``C_EXCEPTION_BITMAP`` exits
+  (``EXIT_EXCEPTION_NMI``) instead of being delivered: ``C_EXIT_QUAL`` = the faulting linear
+  address for #PF (else 0), ``C_EXIT_INTR_INFO = v``, ``C_EXIT_INTR_ERROR`` = the error code.
+  Such an exception is not a guest delivery: no ``EV_TRAPS``, no vector count, no trap cycles,
+  and ``FAULT_ADDR``/``EV_PAGE_FAULTS`` change only when a #PF really reaches the guest.  A
+  triple fault exits (``EXIT_TRIPLE_FAULT``) instead of stopping the machine.
+* **Exits during event delivery.**  Before delivering any event in non-root operation the CPU
+  translates the addresses the delivery will touch (vector entry, then the five frame words,
+  skipping what native delivery would not reach).  If one of them raises an EPT violation, or a
+  #PF whose bitmap bit is set, the CPU exits (``EXIT_EPT_VIOLATION`` / ``EXIT_EXCEPTION_NMI``
+  with that fault) before counting or changing anything but the walk's A/D bits, with
+  ``C_IDT_VECTORING = INJECT_VALID | vector`` and ``C_IDT_VECTORING_ERROR`` naming the event
+  and pc = its return pc, so the monitor can fix the mapping and re-inject it.
+* **EPT** (``C_EPTP != 0``): every guest access, paging on or off, goes through the TLB; a
+  miss walks the guest's tables over the nested table (:func:`kernel_sim.mmu.nested_walk`; with
+  guest paging off only the nested table) and fills the TLB with the *combined* translation
+  (guest-virtual -> host-physical, permissions of both).  A nested refusal exits
+  (``EXIT_EPT_VIOLATION``, ``C_EXIT_GPA``, ``C_EXIT_GLA`` = the virtual address, qualification
+  ``EPTQ_*``).  Nested references also count ``EV_NESTED_REFS``.
+* **VPID.**  TLB keys carry ``C_VPID`` above the ASID: ``key = (((vpid << 12) | asid) << 20 |
+  vpn) + 1``.  Without a VPID (0) the monitor must flush the TLB on every VM entry and exit.
+
 **Invalid opcodes** (any opcode not in the table, including 0x00 and the reserved 0xF0..0xFF)
 raise #UD with error code 0.  Privileged instructions with cpl > 0 raise #GP(0).
 ``WRCR``/``RDCR`` with an unknown register number raise #GP(0).  ``WRCR fault_addr`` is allowed.
@@ -167,6 +218,25 @@ C_BLK_SECTOR = 25      # block device register: sector number
 C_BLK_BUFFER = 26      # block device register: physical address of the DMA buffer
 C_BLK_STATUS = 27      # block device register: status of the last command (BLK_* below)
 C_DATA_LIMIT = 28      # monitor-only segment limit for data accesses from rings 1..3 (0 = none)
+# ---- VMX (hardware-assisted virtualization; loaded from / saved to the VMCS by kernel_sim.vmx)
+C_VMX = 29             # 1: VMX non-root operation (a guest runs under a VMCS)
+C_VMX_CONTROLS = 30    # execution controls, CTL_* bits
+C_EXCEPTION_BITMAP = 31  # bit v set: exception vector v (< 32) exits instead of being delivered
+C_EPTP = 32            # host-physical root of the nested (EPT) table; 0: EPT off
+C_EPT_LEVELS = 33      # levels of the nested table (1..4)
+C_VPID = 34            # TLB tag of the running guest (0: none)
+C_CR0_SHADOW = 35      # read shadow of the paging register (CTL_CR0_PG_EXITING)
+C_EXIT_REASON = 36     # basic exit reason of the last VM exit (EXIT_*)
+C_EXIT_QUAL = 37       # exit qualification
+C_EXIT_GPA = 38        # guest-physical address (EPT violation)
+C_EXIT_GLA = 39        # guest-linear (virtual) address (EPT violation, page fault)
+C_EXIT_INSTR = 40      # the exiting instruction's word (instruction information)
+C_EXIT_INTR_INFO = 41  # exception exits: the vector
+C_EXIT_INTR_ERROR = 42  # exception exits: the error code
+C_INJECT = 43          # VM-entry interruption information: INJECT_VALID | vector (0: none)
+C_INJECT_ERROR = 44    # VM-entry exception error code
+C_IDT_VECTORING = 45   # an event whose delivery caused the exit: INJECT_VALID | vector (0: none)
+C_IDT_VECTORING_ERROR = 46  # ... and its error code
 NUM_CTRL = 64
 
 #: Control-register number -> ctrl index (the order of isa.CR_*).
@@ -182,9 +252,43 @@ STOP_UNHANDLED_TRAP = 3 # a trap with no vector table or no handler for that vec
 STOP_TRAP_EXIT = 4      # a trap the monitor asked to intercept (intercept[v] == 1)
 STOP_TRIPLE_FAULT = 5   # a fault while delivering a fault, or a fault storm
 STOP_UNTIL = 6          # pc reached the `until` address
+STOP_VM_EXIT = 7        # VMX non-root: an event the VMCS says the monitor handles (C_EXIT_*)
 STOP_NAMES = {STOP_NONE: "none", STOP_BUDGET: "budget", STOP_HALT: "halt",
               STOP_UNHANDLED_TRAP: "unhandled_trap", STOP_TRAP_EXIT: "trap_exit",
-              STOP_TRIPLE_FAULT: "triple_fault", STOP_UNTIL: "until"}
+              STOP_TRIPLE_FAULT: "triple_fault", STOP_UNTIL: "until",
+              STOP_VM_EXIT: "vm_exit"}
+
+# ---- VMX execution controls (C_VMX_CONTROLS bits; this simulator packs into one word what
+# Intel spreads over the pin-based, primary and secondary processor-based controls and the CR0
+# guest/host mask -- the Intel field is named on each line) --------------------------------
+CTL_EXTINT_EXITING = 1 << 0     # pin-based bit 0 "external-interrupt exiting"
+CTL_INTWIN_EXITING = 1 << 1     # primary bit 2 "interrupt-window exiting"
+CTL_HLT_EXITING = 1 << 2        # primary bit 7 "HLT exiting"
+CTL_INVLPG_EXITING = 1 << 3     # primary bit 9 "INVLPG exiting"
+CTL_CR3_LOAD_EXITING = 1 << 4   # primary bit 15 "CR3-load exiting"
+CTL_CR3_STORE_EXITING = 1 << 5  # primary bit 16 "CR3-store exiting"
+CTL_IO_EXITING = 1 << 6         # primary bit 24 "unconditional I/O exiting"
+CTL_CR0_PG_EXITING = 1 << 7     # CR0 guest/host mask bit 31 (PG) owned by the host
+CTL_ENABLE_EPT = 1 << 8         # secondary bit 1 "enable EPT"
+CTL_ENABLE_VPID = 1 << 9        # secondary bit 5 "enable VPID"
+
+# ---- Intel basic exit reasons (SDM Vol. 3, Appendix C) ----------------------------------------
+EXIT_EXCEPTION_NMI = 0
+EXIT_EXTERNAL_INTERRUPT = 1
+EXIT_TRIPLE_FAULT = 2
+EXIT_INTERRUPT_WINDOW = 7
+EXIT_HLT = 12
+EXIT_INVLPG = 14
+EXIT_VMCALL = 18
+EXIT_CR_ACCESS = 28
+EXIT_IO_INSTRUCTION = 30
+EXIT_EPT_VIOLATION = 48
+EXIT_NAMES = {EXIT_EXCEPTION_NMI: "EXCEPTION_NMI", EXIT_EXTERNAL_INTERRUPT: "EXTERNAL_INTERRUPT",
+              EXIT_TRIPLE_FAULT: "TRIPLE_FAULT", EXIT_INTERRUPT_WINDOW: "INTERRUPT_WINDOW",
+              EXIT_HLT: "HLT", EXIT_INVLPG: "INVLPG", EXIT_VMCALL: "VMCALL",
+              EXIT_CR_ACCESS: "CR_ACCESS", EXIT_IO_INSTRUCTION: "IO_INSTRUCTION",
+              EXIT_EPT_VIOLATION: "EPT_VIOLATION"}
+INJECT_VALID = 1 << 31          # C_INJECT: an event is to be injected at VM entry
 
 # ---- counters[] indices ---------------------------------------------------------------------
 EV_INSTRUCTIONS = 0
@@ -208,7 +312,11 @@ EV_SYSRET = 17
 EV_IRET = 18
 EV_BLK_READS = 19       # sectors the block device copied disk -> memory
 EV_BLK_WRITES = 20      # sectors the block device copied memory -> disk
-NUM_NAMED_EVENTS = 21
+EV_PTBR_WRITES = 21     # WRCR ptbr that retired (a subset of cr_writes)
+EV_PTBR_READS = 22      # RDCR ptbr that retired (a subset of cr_reads)
+EV_PAGING_WRITES = 23   # WRCR paging that retired (a subset of cr_writes)
+EV_NESTED_REFS = 24     # nested (EPT) entries read by walks (a subset of walk_refs)
+NUM_NAMED_EVENTS = 25
 EV_VECTOR_BASE = 32     # counters[32 + v]: deliveries of vector v (256 slots)
 EV_OP_BASE = 288        # counters[288 + opcode]: retired instructions per opcode (256 slots)
 NUM_COUNTERS = 544
@@ -216,7 +324,8 @@ NUM_COUNTERS = 544
 EVENT_NAMES = ("instructions", "traps", "tlb_hits", "tlb_misses", "walk_refs", "page_faults",
                "tlb_flushes", "invlpg", "io_in", "io_out", "hlt", "idle_ticks", "cr_writes",
                "cr_reads", "privilege_faults", "popf_ignored", "console_dropped", "sysret",
-               "iret", "blk_reads", "blk_writes")
+               "iret", "blk_reads", "blk_writes", "ptbr_writes", "ptbr_reads", "paging_writes",
+               "nested_refs")
 assert len(EVENT_NAMES) == NUM_NAMED_EVENTS
 
 # ---- costs[] extras (after the 256 per-opcode costs) ---------------------------------------

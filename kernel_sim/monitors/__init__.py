@@ -12,6 +12,10 @@ technique              what the monitor does
                        instructions become callouts; user code runs directly; shadow page tables
 ``paravirt``           runs a modified (``PARAVIRT=1``) kernel in ring 1 that calls the hypervisor
                        (hypercalls) and updates its page tables through it (direct paging)
+``hw_shadow``          VT-x without EPT: the unmodified kernel runs in ring 0 of VMX non-root
+                       mode; the VMCS makes page faults, CR3 loads and INVLPG exit (shadow paging)
+``hw_ept``             VT-x with EPT: the CPU walks the guest's tables through the monitor's
+                       nested table; only EPT violations, I/O, HLT and interrupts exit
 =====================  ==========================================================================
 
 Use :func:`run_technique` (or the ``compare`` command of the CLI)::
@@ -39,9 +43,12 @@ _REGISTRY: Dict[str, str] = {
     "trap_emulate": "trap_emulate:TrapEmulate",
     "binary_translation": "binary_translation:BinaryTranslation",
     "paravirt": "paravirt:Paravirt",
+    "hw_shadow": "hardware_assist:HwShadow",
+    "hw_ept": "hardware_assist:HwEpt",
 }
 #: The order techniques appear in tables and menus.
-TECHNIQUE_ORDER = ("native", "emulation", "trap_emulate", "binary_translation", "paravirt")
+TECHNIQUE_ORDER = ("native", "emulation", "trap_emulate", "binary_translation", "paravirt",
+                   "hw_shadow", "hw_ept")
 
 
 def available_techniques() -> List[str]:

@@ -62,6 +62,7 @@ EV_INSTRUCTIONS, EV_TRAPS, EV_TLB_HIT, EV_TLB_MISS, EV_WALK_REFS, EV_PAGE_FAULTS
 EV_TLB_FLUSHES, EV_INVLPG, EV_IO_IN, EV_IO_OUT, EV_HLT, EV_IDLE_TICKS = range(6, 12)
 EV_CR_WRITES, EV_CR_READS, EV_PRIV_FAULTS, EV_POPF_IGNORED, EV_CONSOLE_DROPPED = range(12, 17)
 EV_SYSRET, EV_IRET, EV_BLK_READS, EV_BLK_WRITES = range(17, 21)
+EV_PTBR_WRITES, EV_PTBR_READS, EV_PAGING_WRITES = range(21, 24)
 EV_VECTOR_BASE = 32
 EV_OP_BASE = 288
 
@@ -795,9 +796,11 @@ def emulate(regs, vcpu, gmem, disk, tlb, counters, console, emu, uops, tbs, page
                         value = regs[a]
                         vcpu[idx] = value
                         if idx == C_PAGING:
+                            counters[EV_PAGING_WRITES] += 1
                             paging = value & 1
                             flush_tlb(tlb, counters)
                         elif idx == C_PTBR:
+                            counters[EV_PTBR_WRITES] += 1
                             ptbr = value
                             asid_key = ((ptbr & 0xFFF) << 20) + 1
                             if (value & 0xFFF) == 0:
@@ -808,6 +811,8 @@ def emulate(regs, vcpu, gmem, disk, tlb, counters, console, emu, uops, tbs, page
                         vec = VEC_GP
                     else:
                         counters[EV_CR_READS] += 1
+                        if idx == C_PTBR:
+                            counters[EV_PTBR_READS] += 1
                         regs[a] = vcpu[idx]
                 elif op == OP_INVLPG:
                     counters[EV_INVLPG] += 1

@@ -168,6 +168,8 @@ class ShadowPager:
         vcpu.on_paging_change = self.paging_changed
         vcpu.on_ptbr_change = self.ptbr_changed
         vcpu.on_invlpg = self.invlpg
+        #: bits above the ASID in the host TLB's tags (hardware assist with a VPID: vpid << 12)
+        self.tag_base = 0
         self.phys = self._build_physical()
         self.active = self.phys
         self._load_host_ptbr()
@@ -176,13 +178,13 @@ class ShadowPager:
     def _flush_host_page(self, asid: int, va: int) -> None:
         vpn = va >> 12
         i = 2 * ((vpn ^ (vpn >> 7) ^ (vpn >> 14)) & self.tlb_mask)
-        if self.tlb[i] == ((asid << 20) | vpn) + 1:
+        if self.tlb[i] == (((self.tag_base | asid) << 20) | vpn) + 1:
             self.tlb[i] = 0
             self.tlb[i + 1] = 0
 
     def _flush_host_asid(self, asid: int) -> None:
         keys = self.tlb[0::2]
-        hit = (keys != 0) & (((keys - 1) >> 20) == asid)
+        hit = (keys != 0) & (((keys - 1) >> 20) == (self.tag_base | asid))
         if hit.any():
             keys[hit] = 0
 

@@ -78,6 +78,9 @@ from ..state import (
     EV_IO_OUT,
     EV_IRET,
     EV_OP_BASE,
+    EV_PAGING_WRITES,
+    EV_PTBR_READS,
+    EV_PTBR_WRITES,
     EV_PAGE_FAULTS,
     EV_PRIV_FAULTS,
     EV_SYSRET,
@@ -360,16 +363,20 @@ class VirtualCPU:
                     return isa.VEC_GP, 0
                 if op == isa.OP_RDCR:
                     self.counters[EV_CR_READS] += 1
+                    if idx == C_PTBR:
+                        self.counters[EV_PTBR_READS] += 1
                     regs[a] = c[idx]
                 else:
                     self.counters[EV_CR_WRITES] += 1
                     value = int(regs[a])
                     c[idx] = value
                     if idx == C_PAGING:
+                        self.counters[EV_PAGING_WRITES] += 1
                         self.counters[EV_TLB_FLUSHES] += 1
                         if self.on_paging_change is not None:
                             self.on_paging_change()
                     elif idx == C_PTBR:
+                        self.counters[EV_PTBR_WRITES] += 1
                         if value & isa.ASID_MASK == 0:
                             self.counters[EV_TLB_FLUSHES] += 1
                         if self.on_ptbr_change is not None:

@@ -1,0 +1,645 @@
+"""``hw_shadow`` and ``hw_ept``: hardware-assisted virtualization (Intel VT-x style).
+
+The guest kernel runs **unmodified, in ring 0 of VMX non-root operation** (:mod:`kernel_sim.vmx`).
+Nothing is deprivileged and nothing is translated: CLI, STI, PUSHF, POPF, IRET, SYSRET, system
+calls and the guest's own exceptions all run on the CPU against the guest's real state.  The
+monitor only sees the events its **VMCS** asks to exit on, and each one is a *VM exit* with one
+of Intel's basic exit reasons.  For every exit the monitor (this module) does the work and
+resumes the guest with VMRESUME, possibly *injecting* an event (the virtual timer interrupt, a
+page fault the guest must see) through the VMCS's entry controls.
+
+Two memory modes, two generations of hardware:
+
+``hw_shadow`` -- first-generation VT-x (2005-06): the CPU virtualizes the CPU but not the MMU.
+    The monitor keeps **shadow page tables** (:mod:`kernel_sim.monitors.shadow`, the same code
+    trap-and-emulate uses) and the CPU walks them, so everything that touches translation must
+    exit: page faults (exception bitmap bit 14), WRCR/RDCR of the PTBR (CR3-load and CR3-store
+    exiting), WRCR of the paging register (the CR0 guest/host mask; RDCR reads the read
+    shadow), INVLPG.  This is why the first hardware generation often lost to binary
+    translation (Adams & Agesen, ASPLOS 2006): a process-heavy guest exits constantly.
+``hw_ept`` -- nested paging (EPT, Nehalem 2008 and later): the CPU walks the guest's own page
+    tables through the monitor's nested table (:mod:`kernel_sim.monitors.ept`).  Page faults,
+    PTBR loads and INVLPG stay inside the guest; the monitor sees only EPT violations, once per
+    guest page.  The price moves into the TLB miss: a two-dimensional walk.
+
+Controls each mode requires (clearing one is refused) and may add (``controls=``,
+``exception_bitmap=``):
+
+==================================  =========================  ===================================
+control                             hw_shadow                  hw_ept
+==================================  =========================  ===================================
+external_interrupt_exiting          required (the monitor's    required
+                                    time slice and virtual
+                                    timer)
+hlt_exiting                         required (the monitor      required
+                                    must know the guest idles)
+io_exiting                          required (devices are      required
+                                    the monitor's)
+cr3_load_exiting, cr3_store_exiting required (shadow roots)    optional
+cr0_pg_exiting, invlpg_exiting      required (shadows)         optional
+exception bitmap                    #PF required, others       all optional
+                                    optional
+interrupt_window_exiting            managed by the monitor     managed by the monitor
+enable_vpid                         ``vpid=`` (CPU preset)     ``vpid=`` (CPU preset)
+==================================  =========================  ===================================
+
+An optional control changes nothing the guest can see: the monitor emulates the instruction (or
+re-injects the exception) exactly as the CPU would have -- it only adds exits.
+
+How the virtual timer works: the monitor programs the host timer for the guest's next virtual
+deadline (or one time slice, whichever is first).  It fires as an external-interrupt exit,
+whatever the guest's IF.  If the guest's IF is 1 the monitor injects vector 32 at the next
+entry; if not it sets *interrupt-window exiting* and injects at the exit that follows as soon as
+the guest executes STI/POPF/IRET -- the instruction boundary where the bare CPU would take it.
+
+Costs: every exit charges ``vm_exit`` (category ``transitions``), plus its handler: ``emulate``
+(HLT, CR access, INVLPG), ``device_io`` and ``blk_sector`` (I/O), ``shadow_*`` and ``walk_ref``
+(shadow page faults, ``memory``), ``ept_violation`` (``memory``), ``reflect`` (re-injecting an
+exception).  The CPU's own cycles for guest instructions, TLB misses and guest walks are
+``guest``; the nested dimension of the walks (``nested_refs`` x ``walk_ref``) is ``memory``.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Dict, Iterable, Optional
+
+import numpy as np
+
+from .. import isa
+from ..costs import CPU_PRESETS
+from ..machine import Machine
+from ..results import TechniqueResult
+from ..state import (
+    C_CPL,
+    C_CYCLES,
+    C_DELIVERIES,
+    C_FAULT_ADDR,
+    C_IF,
+    C_KSP,
+    C_PAGING,
+    C_PC,
+    C_PTBR,
+    C_SCRATCH,
+    C_STOP_ERROR,
+    C_STOP_VECTOR,
+    C_TICKS,
+    C_TIMER_DEADLINE,
+    C_TIMER_PENDING,
+    C_TIMER_PERIOD,
+    C_TVB,
+    EV_BLK_READS,
+    EV_BLK_WRITES,
+    EV_IDLE_TICKS,
+    EV_INSTRUCTIONS,
+    EV_NESTED_REFS,
+    EV_OP_BASE,
+    EV_PAGE_FAULTS,
+    EV_TLB_FLUSHES,
+    EV_VECTOR_BASE,
+    EVENT_NAMES,
+    EXIT_CR_ACCESS,
+    EXIT_EPT_VIOLATION,
+    EXIT_EXCEPTION_NMI,
+    EXIT_EXTERNAL_INTERRUPT,
+    EXIT_HLT,
+    EXIT_INTERRUPT_WINDOW,
+    EXIT_INVLPG,
+    EXIT_IO_INSTRUCTION,
+    EXIT_NAMES,
+    EXIT_TRIPLE_FAULT,
+    EXIT_VMCALL,
+    INJECT_VALID,
+    NUM_CTRL,
+    STOP_BUDGET,
+    STOP_HALT,
+    STOP_NAMES,
+    STOP_TRIPLE_FAULT,
+    STOP_UNHANDLED_TRAP,
+    STOP_VM_EXIT,
+)
+from ..vmx import CONTROLS, Vmcs, run_guest
+from .base import MONITOR_BYTES, GuestView, Layout, Monitor, MonitorError
+from .ept import NestedPager
+from .shadow import FrameAllocator, ShadowPager, emulate_store
+from .trap_emulate import DEFAULT_TIME_SLICE
+from .vcpu import ACC_FETCH, ACC_READ, ACC_WRITE, Stop, VirtualCPU
+
+#: where the VMCS lives: the last page of the monitor's region
+VMCS_ADDRESS = MONITOR_BYTES - isa.PAGE_SIZE
+#: the guest's VPID when the CPU has VPIDs (0 is the host's)
+GUEST_VPID = 1
+
+_BASE_REQUIRED = ("external_interrupt_exiting", "hlt_exiting", "io_exiting")
+REQUIRED_CONTROLS: Dict[str, tuple] = {
+    "hw_shadow": _BASE_REQUIRED + ("cr3_load_exiting", "cr3_store_exiting", "cr0_pg_exiting",
+                                   "invlpg_exiting"),
+    "hw_ept": _BASE_REQUIRED,
+}
+OPTIONAL_CONTROLS: Dict[str, tuple] = {
+    "hw_shadow": (),
+    "hw_ept": ("cr3_load_exiting", "cr3_store_exiting", "cr0_pg_exiting", "invlpg_exiting"),
+}
+#: exception vectors each mode must intercept
+REQUIRED_VECTORS: Dict[str, tuple] = {"hw_shadow": (isa.VEC_PF,), "hw_ept": ()}
+#: the native event each optional control turns into exits (the ``events`` key of a result)
+GOVERNED_EVENT = {"cr3_load_exiting": "ptbr_writes", "cr3_store_exiting": "ptbr_reads",
+                  "cr0_pg_exiting": "paging_writes", "invlpg_exiting": "invlpg"}
+#: how many exits the timeline keeps (the counts are always complete)
+TIMELINE_LIMIT = 20_000
+
+_EXCEPTION = {v: f"EXCEPTION_NMI:{isa.VECTOR_KEYS.get(v, f'vector_{v}')}" for v in range(32)}
+_PAGER_COSTS = {"shadow:root_hit": "shadow_root_hit", "shadow:root_new": "shadow_root_new",
+                "shadow:flush_all": "shadow_root_new", "shadow:unshadow": "shadow_fill"}
+
+
+def exit_label(reason: int, vector: int = -1) -> str:
+    """The name an exit is counted under: Intel's name; exceptions also name the vector."""
+    if reason == EXIT_EXCEPTION_NMI and vector >= 0:
+        return _EXCEPTION[vector]
+    return EXIT_NAMES.get(reason, f"EXIT_{reason}")
+
+
+class HardwareAssist(Monitor):
+    """Hardware-assisted virtualization (see the module docstring); use :class:`HwShadow` or
+    :class:`HwEpt`.
+
+    Extra settings: ``vpid`` (tag the TLB with the guest's VPID; default: if the CPU preset has
+    VPIDs), ``controls`` (``{name: bool}`` for the optional execution controls of
+    :data:`OPTIONAL_CONTROLS`), ``exception_bitmap`` (extra exception vectors 0..31 to exit
+    on), ``ept_levels`` (1..4, nested table levels, ``hw_ept`` only), ``time_slice``,
+    ``max_roots`` and ``unshadow_after`` (``hw_shadow``, see
+    :class:`~kernel_sim.monitors.trap_emulate.TrapEmulate`).
+    """
+
+    name = "hardware_assist"
+    memory_mode = ""
+
+    def __init__(self, image, *, vpid: Optional[bool] = None,
+                 controls: Optional[Dict[str, bool]] = None,
+                 exception_bitmap: Iterable[int] = (), ept_levels: int = 4,
+                 time_slice: int = DEFAULT_TIME_SLICE, max_roots: int = 32,
+                 unshadow_after: int = 16, **settings):
+        super().__init__(image, **settings)
+        mode = self.name
+        preset = CPU_PRESETS[self.cpu]
+        if mode == "hw_ept" and not preset["ept"]:
+            raise MonitorError(f"the {self.cpu} CPU preset ({preset['examples']}) has no EPT: "
+                               f"nested paging arrived with Nehalem (2008).  Use hw_shadow, or "
+                               f"the nehalem or modern preset")
+        if vpid is None:
+            vpid = bool(preset["vpid"])
+        if vpid and not preset["vpid"]:
+            raise MonitorError(f"the {self.cpu} CPU preset has no VPID (it arrived with "
+                               f"Nehalem): every VM entry and exit flushes the TLB.  Use "
+                               f"vpid=False or a later preset")
+        if getattr(image, "paravirt", False):
+            raise MonitorError(f"{mode} runs unmodified guests; this image was built with "
+                               f"PARAVIRT=1 (use the paravirt technique)")
+        for label, value, lo, hi in (("time_slice", time_slice, 1, 10 ** 9),
+                                     ("max_roots", max_roots, 1, 4000),
+                                     ("unshadow_after", unshadow_after, 0, 10 ** 9),
+                                     ("ept_levels", ept_levels, 1, 4)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                    or not lo <= value <= hi:
+                raise ValueError(f"{label} must be an integer between {lo} and {hi}, "
+                                 f"got {value!r}")
+        self.vpid = bool(vpid)
+        self.ept_levels = int(ept_levels)
+        self.time_slice = int(time_slice)
+        self.max_roots = int(max_roots)
+        self.unshadow_after = int(unshadow_after)
+        self.control_bits = self._controls(controls or {})
+        self.exception_vectors = self._vectors(exception_bitmap)
+
+    # ---- settings ------------------------------------------------------------------------------
+    def _controls(self, wanted: Dict[str, bool]) -> int:
+        mode = self.name
+        required, optional = REQUIRED_CONTROLS[mode], OPTIONAL_CONTROLS[mode]
+        bits = 0
+        for name in required:
+            bits |= CONTROLS[name]
+        for name, on in wanted.items():
+            if name not in CONTROLS:
+                raise ValueError(f"unknown VMCS control {name!r}; known: "
+                                 f"{', '.join(CONTROLS)}")
+            if not isinstance(on, (bool, np.bool_)):
+                raise ValueError(f"control {name!r} must be True or False, got {on!r}")
+            if name in required:
+                if not on:
+                    raise MonitorError(f"{mode} requires {name}: without it the monitor "
+                                       f"{_WHY_REQUIRED[name]}")
+            elif name in optional:
+                if on:
+                    bits |= CONTROLS[name]
+            elif name in ("enable_ept", "enable_vpid"):
+                raise ValueError(f"{name} is chosen by the technique (hw_shadow / hw_ept) and "
+                                 f"the vpid= setting, not by controls=")
+            elif name == "interrupt_window_exiting":
+                raise ValueError("interrupt_window_exiting is managed by the monitor (it sets it "
+                                 "while a virtual interrupt waits for the guest's IF)")
+            else:
+                raise ValueError(f"{name} is not a control of {mode}")
+        if mode == "hw_ept":
+            bits |= CONTROLS["enable_ept"]
+        if self.vpid:
+            bits |= CONTROLS["enable_vpid"]
+        return bits
+
+    def _vectors(self, vectors: Iterable[int]) -> frozenset:
+        out = set(REQUIRED_VECTORS[self.name])
+        for v in vectors:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < 32:
+                raise ValueError(f"exception_bitmap holds exception vectors 0..31, got {v!r}")
+            out.add(int(v))
+        return frozenset(out)
+
+    # ---- boot ----------------------------------------------------------------------------------
+    def _boot(self) -> None:
+        image = self.image
+        ram = image.ram_size
+        if self.levels == 1 and ram > 1024 * isa.PAGE_SIZE:
+            raise MonitorError("with 1-level page tables the host can map only 4 MiB, so the "
+                               "guest's RAM must not be larger")
+        base = MONITOR_BYTES
+        self.layout = Layout(guest_base=base, guest_size=ram,
+                             host_size=base + ram + isa.PAGE_SIZE)
+        h = self.host = Machine(memory_size=self.layout.host_size, paging_levels=self.levels,
+                                tlb_size=self.tlb_size, strict=self.strict, ring=0,
+                                console_size=0, trace_size=0, disk_sectors=image.disk_sectors)
+        h.mem[base >> 2:(base + ram) >> 2] = image.ram
+        h.disk[:] = image.disk
+        h.guest_base, h.guest_size = base, ram
+        v = self.vcpu = VirtualCPU(h.regs, h.mem, base, ram, h.disk, levels=self.levels,
+                                   strict=self.strict)
+        v.reset(image.entry)
+        self.allocator = FrameAllocator(h.mem, isa.PAGE_SIZE, VMCS_ADDRESS)
+        vmcs = self.vmcs = Vmcs(h.mem, VMCS_ADDRESS)
+        if self.name == "hw_shadow":
+            self.mmu_state = np.zeros(NUM_CTRL, dtype=np.int64)   # the shadow root the CPU uses
+            self.pager = ShadowPager(v, self.mmu_state, h.tlb, self.allocator, self.levels,
+                                     max_roots=self.max_roots,
+                                     unshadow_after=self.unshadow_after)
+            if self.vpid:
+                self.pager.tag_base = GUEST_VPID << 12
+            self.nested = None
+        else:
+            self.pager = None
+            self.nested = NestedPager(h.mem, self.allocator, base, ram, self.ept_levels)
+            vmcs.write("EPT_POINTER", self.nested.root)
+            vmcs.write("EPT_LEVELS", self.ept_levels)
+        vmcs.write("EXEC_CONTROLS", self.control_bits)
+        bitmap = 0
+        for vec in self.exception_vectors:
+            bitmap |= 1 << vec
+        vmcs.write("EXCEPTION_BITMAP", bitmap)
+        vmcs.write("VPID", GUEST_VPID if self.vpid else 0)
+        # host state: the monitor runs with paging off in ring 0 (HOST_PC is symbolic: the
+        # monitor is Python, not code in host memory)
+        for name in ("HOST_PC", "HOST_CPL", "HOST_PAGING", "HOST_PTBR"):
+            vmcs.write(name, 0)
+        h.ctrl[C_TIMER_PERIOD] = self.time_slice   # the monitor's timer: reprogrammed every entry
+        self.stop = "none"
+        self.stop_vector, self.stop_error = -1, 0
+        self.exits = 0
+        self.timeline: list = []
+        self.injections: Counter = Counter()
+        self.shadow_events: Counter = Counter()
+        self.transition_flushes = 0
+        self._store_vcpu()
+
+    # ---- moving the guest's state between the VMCS and the virtual CPU ------------------------
+    def _load_vcpu(self) -> None:
+        """After an exit: the guest's CPU state from the VMCS into the virtual CPU."""
+        vm, vc = self.vmcs, self.vcpu.ctrl
+        for field, idx in (("GUEST_PC", C_PC), ("GUEST_CPL", C_CPL), ("GUEST_IF", C_IF),
+                           ("GUEST_FAULT_ADDR", C_FAULT_ADDR), ("GUEST_TVB", C_TVB),
+                           ("GUEST_KSP", C_KSP), ("GUEST_SCRATCH", C_SCRATCH)):
+            vc[idx] = vm.read(field)
+        if self.nested is not None:              # with EPT the paging registers are the guest's
+            vc[C_PAGING] = vm.read("GUEST_PAGING")
+            vc[C_PTBR] = vm.read("GUEST_PTBR")
+        hc = self.host.ctrl
+        vc[C_TICKS] = hc[C_TICKS]
+        vc[C_DELIVERIES] = hc[C_DELIVERIES]
+
+    def _store_vcpu(self) -> None:
+        """Before an entry: the virtual CPU's state into the VMCS's guest-state area."""
+        vm, vc = self.vmcs, self.vcpu.ctrl
+        for field, idx in (("GUEST_PC", C_PC), ("GUEST_CPL", C_CPL), ("GUEST_IF", C_IF),
+                           ("GUEST_FAULT_ADDR", C_FAULT_ADDR), ("GUEST_TVB", C_TVB),
+                           ("GUEST_KSP", C_KSP), ("GUEST_SCRATCH", C_SCRATCH)):
+            vm.write(field, vc[idx])
+        if self.nested is not None:
+            vm.write("GUEST_PAGING", vc[C_PAGING])
+            vm.write("GUEST_PTBR", vc[C_PTBR])
+        else:                                    # the CPU walks the shadow; the guest reads
+            vm.write("GUEST_PAGING", 1)          # its own paging bit from the read shadow
+            vm.write("GUEST_PTBR", self.mmu_state[C_PTBR])
+            vm.write("CR0_READ_SHADOW", vc[C_PAGING])
+        self.host.ctrl[C_DELIVERIES] = vc[C_DELIVERIES]
+
+    # ---- bookkeeping ---------------------------------------------------------------------------
+    def _exit_cost(self, label: str, handler: Optional[str] = None,
+                   category: str = "emulation", walk_refs: int = 0) -> None:
+        cost = self.cost
+        self.count(label, cycles=cost["vm_exit"], category="transitions")
+        if handler is not None:
+            self.count(label, n=0, cycles=cost[handler], category=category)
+        if walk_refs:
+            self.count(label, n=0, cycles=walk_refs * cost["walk_ref"], category="memory")
+
+    def _drain_pager_events(self, label: str) -> None:
+        """Shadow work done inside exit ``label`` (root switches, unshadowing): its cycles go
+        to that exit; the events themselves are listed in ``shadow_events``."""
+        for name in self.pager.events:
+            self.count(label, n=0, cycles=self.cost[_PAGER_COSTS[name]], category="memory")
+            self.shadow_events[name] += 1
+        self.pager.events.clear()
+
+    def _inject(self, vec: int, err: int = 0) -> None:
+        self.vmcs.write("ENTRY_INTR_INFO", INJECT_VALID | vec)
+        self.vmcs.write("ENTRY_EXCEPTION_ERROR", err)
+        self.injections[isa.VECTOR_KEYS.get(vec, f"vector_{vec}")] += 1
+
+    def _inject_page_fault(self, va: int, err: int, fresh: bool = True) -> None:
+        """The guest takes a page fault: CR2 and the count are the monitor's to set."""
+        if fresh:
+            self.vcpu.ctrl[C_FAULT_ADDR] = va
+        self.vcpu.counters[EV_PAGE_FAULTS] += 1
+        self._inject(isa.VEC_PF, err)
+
+    def _pending_injection(self) -> bool:
+        return bool(self.vmcs.read("ENTRY_INTR_INFO") & INJECT_VALID)
+
+    # ---- the run loop --------------------------------------------------------------------------
+    def _run(self, budget: int) -> None:
+        h, v = self.host, self.vcpu
+        vc = v.ctrl
+        h0 = h.counters.item(EV_INSTRUCTIONS)
+        v0 = v.counters.item(EV_INSTRUCTIONS)
+        window = CONTROLS["interrupt_window_exiting"]
+        try:
+            while True:
+                # the virtual timer: inject when the guest can take it, else wait for the window
+                v.timer_check()
+                if vc[C_TIMER_PENDING] and not self._pending_injection():
+                    if vc[C_IF]:
+                        vc[C_TIMER_PENDING] = 0
+                        self._inject(isa.VEC_TIMER)
+                    else:
+                        self.vmcs.write("EXEC_CONTROLS", self.vmcs.read("EXEC_CONTROLS") | window)
+                retired = (h.counters.item(EV_INSTRUCTIONS) - h0
+                           + v.counters.item(EV_INSTRUCTIONS) - v0)
+                if retired >= budget:
+                    self.stop = STOP_NAMES[STOP_BUDGET]
+                    return
+                self._store_vcpu()
+                ticks = vc.item(C_TICKS)
+                hc = h.ctrl
+                hc[C_TICKS] = ticks
+                hc[C_TIMER_DEADLINE] = min(vc.item(C_TIMER_DEADLINE), ticks + self.time_slice)
+                hc[C_TIMER_PENDING] = 0
+                reason = run_guest(h, self.vmcs, budget - retired)
+                if not self.vpid:
+                    self.transition_flushes += 2
+                self._load_vcpu()
+                if reason == STOP_VM_EXIT:
+                    self.exits += 1
+                    self._exit()
+                elif reason == STOP_UNHANDLED_TRAP:
+                    raise Stop(reason, int(hc[C_STOP_VECTOR]), int(hc[C_STOP_ERROR]))
+                elif reason != STOP_BUDGET:
+                    raise MonitorError(f"unexpected stop {STOP_NAMES.get(reason, reason)} in "
+                                       f"non-root operation")
+        except Stop as s:
+            self.stop = STOP_NAMES[s.reason]
+            self.stop_vector, self.stop_error = s.vector, s.error
+
+    def _exit(self) -> None:
+        """Handle one VM exit (the guest's state is in the virtual CPU)."""
+        vm, v = self.vmcs, self.vcpu
+        reason = vm.read("EXIT_REASON")
+        vector = vm.read("EXIT_INTR_INFO") if reason == EXIT_EXCEPTION_NMI else -1
+        label = exit_label(reason, vector)
+        if len(self.timeline) < TIMELINE_LIMIT:
+            self.timeline.append((int(v.ctrl[C_TICKS]), label))
+        idt = vm.read("IDT_VECTORING_INFO")
+        if reason == EXIT_EXTERNAL_INTERRUPT:
+            self._exit_cost(label)
+        elif reason == EXIT_INTERRUPT_WINDOW:
+            self._exit_cost(label)
+            vm.set_control("interrupt_window_exiting", False)
+        elif reason in (EXIT_HLT, EXIT_CR_ACCESS, EXIT_INVLPG, EXIT_IO_INSTRUCTION):
+            self._emulate(label, reason, vm.read("EXIT_INSTRUCTION"))
+        elif reason == EXIT_EXCEPTION_NMI:
+            err = vm.read("EXIT_INTR_ERROR")
+            if vector == isa.VEC_PF and self.pager is not None:
+                self._shadow_fault(label, vm.read("EXIT_QUALIFICATION"), err, idt)
+            elif vector == isa.VEC_PF:
+                self._exit_cost(label, "reflect")
+                self._inject_page_fault(vm.read("EXIT_QUALIFICATION"), err)
+            else:
+                self._exit_cost(label, "reflect")
+                self._inject(vector, err)
+        elif reason == EXIT_EPT_VIOLATION:
+            self._ept_violation(label, idt)
+        elif reason == EXIT_VMCALL:
+            self._exit_cost(label, "reflect")   # an unmodified guest: VMCALL is #UD natively
+            self._inject(isa.VEC_UD, 0)
+        elif reason == EXIT_TRIPLE_FAULT:
+            self._exit_cost(label)
+            hc = self.host.ctrl
+            raise Stop(STOP_TRIPLE_FAULT, int(hc[C_STOP_VECTOR]), int(hc[C_STOP_ERROR]))
+        else:
+            raise MonitorError(f"unexpected VM exit {label}")
+        if self.pager is not None and self.pager.events:
+            self._drain_pager_events(label)
+
+    def _emulate(self, label: str, reason: int, word: int) -> None:
+        """HLT, I/O, CR access, INVLPG: perform the instruction on the virtual CPU."""
+        v = self.vcpu
+        if reason == EXIT_IO_INSTRUCTION:
+            self._exit_cost(label, "device_io", "devices")
+            blk = v.counters[EV_BLK_READS] + v.counters[EV_BLK_WRITES]
+            fault = v.emulate(word)
+            moved = int(v.counters[EV_BLK_READS] + v.counters[EV_BLK_WRITES] - blk)
+            if moved:
+                self.count(label, n=0, cycles=moved * self.cost["blk_sector"],
+                           category="devices")
+        else:
+            self._exit_cost(label, "emulate")
+            flushes = int(v.counters[EV_TLB_FLUSHES])
+            fault = v.emulate(word)          # HLT may raise Stop (the guest halted for good)
+            if self.nested is not None and fault is None:
+                self._nested_tlb_effect(word, flushes)
+        if fault is not None:                # a fault the instruction raises natively
+            self._inject(*fault)
+
+    def _nested_tlb_effect(self, word: int, flushes: int) -> None:
+        """hw_ept with an optional exiting control: an emulated WRCR/INVLPG must do to the real
+        TLB what it would have done running in the guest."""
+        h, vc = self.host, self.vcpu.ctrl
+        op = (word >> 24) & 0xFF
+        if int(self.vcpu.counters[EV_TLB_FLUSHES]) != flushes:
+            h.tlb[:] = 0
+        elif op == isa.OP_INVLPG:
+            from ..mmu import invalidate_page
+            va = int(h.regs[(word >> 20) & 15])
+            tag = ((GUEST_VPID if self.vpid else 0) << 12) | (int(vc[C_PTBR]) & 0xFFF)
+            invalidate_page(va, tag, h.tlb, (len(h.tlb) >> 1) - 1)
+
+    def _shadow_fault(self, label: str, va: int, err: int, idt: int) -> None:
+        """hw_shadow: a page fault in non-root mode -- a hidden fault, a guest page-table write
+        or the guest's own fault (during an event delivery if ``idt`` is valid)."""
+        v = self.vcpu
+        acc = ACC_WRITE if err & isa.PF_WRITE else ACC_FETCH if err & isa.PF_FETCH else ACC_READ
+        cpl = 3 if err & isa.PF_USER else 0
+        refs = v.walk_refs
+        saved = (int(v.counters[EV_PAGE_FAULTS]), int(v.ctrl[C_FAULT_ADDR]))
+        kind, fvec, ferr = self.pager.page_fault(va, acc, cpl)
+        refs = v.walk_refs - refs
+        pc = int(v.ctrl[C_PC])
+        if kind == "hidden_fault":
+            self._exit_cost(label, "shadow_fill", "memory", walk_refs=refs)
+            if idt & INJECT_VALID:           # finish the delivery the fault interrupted
+                self._reinject(idt)
+        elif kind == "pt_write":
+            self._exit_cost(label, "shadow_pt_write", "memory", walk_refs=refs)
+            if idt & INJECT_VALID:           # a trap frame pushed onto a guest page table:
+                v.deliver(idt & 0xFF, self.vmcs.read("IDT_VECTORING_ERROR"), pc)  # in software
+            else:
+                fault = emulate_store(v, self._fetch(pc), host_if=int(v.ctrl[C_IF]),
+                                      known_va=va, known_gpa=fvec)
+                if fault is not None:        # (its CR2 and count are already set)
+                    self._inject(*fault)
+        else:                                # the guest's own fault or a bus error
+            self._exit_cost(label, "shadow_fill", "memory", walk_refs=refs)
+            if idt & INJECT_VALID:           # natively: a fault while delivering a trap is a
+                v.counters[EV_PAGE_FAULTS], v.ctrl[C_FAULT_ADDR] = saved   # triple fault
+                raise Stop(STOP_TRIPLE_FAULT, idt & 0xFF,
+                           self.vmcs.read("IDT_VECTORING_ERROR"))
+            self._inject(fvec, ferr)         # (a #PF: the pager's walk set CR2 and counted it)
+
+    def _reinject(self, idt: int) -> None:
+        vec = idt & 0xFF
+        err = self.vmcs.read("IDT_VECTORING_ERROR")
+        if vec == isa.VEC_PF:                # CR2 was written as the delivery began
+            self._inject_page_fault(0, err, fresh=False)
+        else:
+            self._inject(vec, err)
+
+    def _ept_violation(self, label: str, idt: int) -> None:
+        vm, v = self.vmcs, self.vcpu
+        gpa = vm.read("GUEST_PHYSICAL_ADDRESS")
+        self._exit_cost(label, "ept_violation", "memory")
+        if self.nested.map_page(gpa):
+            if idt & INJECT_VALID:
+                self._reinject(idt)
+            return
+        # beyond the guest's RAM: the bare machine's bus error.  Redo the access in software
+        # first, so that the guest's accessed/dirty bits end up as a native walk leaves them.
+        if idt & INJECT_VALID:
+            raise Stop(STOP_TRIPLE_FAULT, idt & 0xFF, vm.read("IDT_VECTORING_ERROR"))
+        qual = vm.read("EXIT_QUALIFICATION")
+        from ..mmu import EPTQ_FETCH, EPTQ_FINAL, EPTQ_WRITE
+        if qual & EPTQ_FINAL:
+            acc = ACC_WRITE if qual & EPTQ_WRITE else ACC_FETCH if qual & EPTQ_FETCH else ACC_READ
+        else:
+            acc = ACC_READ
+        v.translate(vm.read("GUEST_LINEAR_ADDRESS"), acc)
+        self._inject(isa.VEC_GP, 0)
+
+    def _fetch(self, pc: int) -> int:
+        """The guest instruction at ``pc`` (read through the guest's own translation)."""
+        gpa = self.vcpu.translate(pc, ACC_FETCH)
+        if gpa < 0:
+            raise MonitorError(f"cannot read the guest instruction at 0x{pc:08x}")
+        return int(self.vcpu.ram[gpa >> 2])
+
+    # ---- results -------------------------------------------------------------------------------
+    def view(self) -> GuestView:
+        v = self.vcpu
+        return GuestView(self.host.regs, v.ctrl, v.ram, v.disk, bytes(v.console), self.levels)
+
+    def check_containment(self) -> list:
+        """Shadow or nested tables that map anything outside the guest's RAM (empty: none)."""
+        return (self.pager or self.nested).check_containment()
+
+    def notes(self) -> list:
+        out = []
+        if self.injections:
+            listing = ", ".join(f"{k} x{n}" for k, n in sorted(self.injections.items()))
+            out.append(f"events injected at VM entry: {listing}")
+        if self.shadow_events:
+            listing = ", ".join(f"{k} x{n}" for k, n in sorted(self.shadow_events.items()))
+            out.append(f"shadow page-table work inside the exits: {listing}")
+        if not self.vpid:
+            out.append(f"no VPID: the TLB was flushed at each of {self.transition_flushes:,} VM "
+                       f"entries and exits")
+        if self.nested is not None:
+            out.append(f"EPT: {self.nested.mapped} guest pages mapped on first touch, "
+                       f"{len(self.nested.tables)} nested tables ({self.ept_levels} levels)")
+        return out
+
+    def result(self) -> TechniqueResult:
+        if self.pager is not None and self.pager.events:
+            self._drain_pager_events(self.timeline[-1][1] if self.timeline else "shadow")
+        h, v = self.host, self.vcpu
+        hcnt, vcnt = h.counters, v.counters
+        events = {name: int(vcnt[i]) + int(hcnt[i]) for i, name in enumerate(EVENT_NAMES)}
+        vectors = vcnt[EV_VECTOR_BASE:EV_VECTOR_BASE + 256] + hcnt[EV_VECTOR_BASE:
+                                                                   EV_VECTOR_BASE + 256]
+        traps = {isa.VECTOR_KEYS.get(int(vec), f"vector_{int(vec)}"): int(vectors[vec])
+                 for vec in np.nonzero(vectors)[0]}
+        ops = hcnt[EV_OP_BASE:EV_OP_BASE + 256] + vcnt[EV_OP_BASE:EV_OP_BASE + 256]
+        opcodes = {}
+        for op in np.nonzero(ops)[0]:
+            ins = isa.BY_OPCODE.get(int(op))
+            opcodes[ins.mnemonic if ins else f"0x{int(op):02x}"] = int(ops[op])
+        nested = int(hcnt[EV_NESTED_REFS]) * self.cost["walk_ref"]
+        self.cycles["guest"] = int(h.ctrl[C_CYCLES]) - nested + \
+            int(vcnt[EV_IDLE_TICKS]) * self.cost["idle_tick"]
+        self.cycles["memory"] += nested
+        trapped = self.stop in ("unhandled_trap", "triple_fault")
+        result = TechniqueResult.from_view(
+            self.view(), stop=self.stop, instructions=events["instructions"], events=events,
+            traps=traps, opcodes=opcodes, technique=self.name, cpu=self.cpu, strict=self.strict,
+            monitor_events={k: n for k, n in self.events.items() if n},
+            event_cycles={k: c for k, c in self.event_cycles.items() if self.events.get(k)},
+            cycles_by_category=dict(self.cycles),
+            stop_vector=self.stop_vector if trapped else -1,
+            stop_error=self.stop_error if trapped else 0, notes=self.notes())
+        result.exit_timeline = list(self.timeline)
+        return result
+
+
+_WHY_REQUIRED = {
+    "external_interrupt_exiting": "would lose the CPU to a guest that never exits, and could "
+                                  "not deliver the virtual timer",
+    "hlt_exiting": "could not tell an idle guest from a busy one (the virtual timer is the "
+                   "monitor's)",
+    "io_exiting": "would let the guest drive the host's devices directly",
+    "cr3_load_exiting": "would not know which shadow root to use after the guest switches "
+                        "address spaces",
+    "cr3_store_exiting": "would let the guest read the shadow root instead of its own PTBR",
+    "cr0_pg_exiting": "would let the guest turn off the paging the shadow tables need",
+    "invlpg_exiting": "would keep stale shadow entries the guest asked to drop",
+}
+
+
+class HwShadow(HardwareAssist):
+    name = "hw_shadow"
+    memory_mode = "shadow"
+    description = ("VT-x without EPT: guest kernel in ring 0 of non-root mode; page faults, CR3 "
+                   "loads and INVLPG exit to maintain shadow page tables")
+
+
+class HwEpt(HardwareAssist):
+    name = "hw_ept"
+    memory_mode = "ept"
+    description = ("VT-x with EPT: guest kernel in ring 0 of non-root mode; the CPU walks guest "
+                   "tables through the nested table (2-D walk); EPT violations on first touch")
+
+
+__all__ = ["HardwareAssist", "HwShadow", "HwEpt", "REQUIRED_CONTROLS", "OPTIONAL_CONTROLS",
+           "REQUIRED_VECTORS", "GOVERNED_EVENT", "exit_label", "VMCS_ADDRESS"]
