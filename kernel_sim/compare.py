@@ -28,8 +28,12 @@ def compare(workload: str, count: Optional[int] = None,
     native baseline runs on the same ISA as the technique it is compared with.
     """
     from .guest import build_guest
-    names = list(techniques) if techniques else available_techniques()
     known = available_techniques()
+    if techniques:
+        names = list(techniques)
+    else:                   # every technique this CPU preset can run (first-vtx has no EPT)
+        from .costs import CPU_PRESETS
+        names = [n for n in known if n != "hw_ept" or CPU_PRESETS.get(cpu, {}).get("ept", True)]
     for name in names:
         if name not in known:
             raise ValueError(f"unknown technique {name!r}; available: {', '.join(known)}")

@@ -172,7 +172,8 @@ class TechniqueResult(Result):
     event_cycles: Dict[str, int] = field(default_factory=dict)
     cycles_by_category: Dict[str, int] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
-    #: hardware assist: ``(guest ticks, exit name)`` of the first VM exits, in order
+    #: hardware assist: ``(guest ticks, exit name, guest ring, guest pc)`` of the first VM exits,
+    #: in order (the ring and pc the guest was at when it exited)
     exit_timeline: List[tuple] = field(default_factory=list)
 
     @classmethod
@@ -217,9 +218,10 @@ class TechniqueResult(Result):
     def exit_table(self) -> str:
         """The events the monitor handled, as ``perf kvm stat report`` prints VM exits."""
         rows = self.exit_table_rows()
-        width = max([len("EVENT")] + [len(r[0]) for r in rows])
+        head = "VM-EXIT" if self.technique.startswith("hw_") else "EVENT"
+        width = max([len(head)] + [len(r[0]) for r in rows])
         lines = [f"Analyze events for technique {self.technique} (cpu preset {self.cpu}):", "",
-                 f"{'EVENT':>{width}}  {'Samples':>9}  {'Samples%':>8}  {'Time%':>7}  "
+                 f"{head:>{width}}  {'Samples':>9}  {'Samples%':>8}  {'Time%':>7}  "
                  f"{'Avg cycles':>10}"]
         for name, n, sp, tp, avg in rows:
             lines.append(f"{name:>{width}}  {n:>9,}  {sp:>7.2f}%  {tp:>6.2f}%  {avg:>10.1f}")
@@ -237,7 +239,8 @@ class TechniqueResult(Result):
             for name, n, sp, tp, avg in self.exit_table_rows())
         return (f"<table><caption>Events handled by the {esc(self.technique)} monitor "
                 f"(cpu preset {esc(self.cpu)}; cycles are simulated)</caption><thead><tr>"
-                "<th>event</th><th>Samples</th><th>Samples%</th><th>Time%</th>"
+                f"<th>{'VM-EXIT' if self.technique.startswith('hw_') else 'event'}</th>"
+                "<th>Samples</th><th>Samples%</th><th>Time%</th>"
                 f"<th>Avg cycles</th></tr></thead><tbody>{body}</tbody></table>")
 
     def text(self) -> str:

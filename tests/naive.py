@@ -40,6 +40,33 @@ Decisions where the contract leaves room (each is also marked ``DECISION`` in th
 * A trace record is written for every delivery (pc = return pc), every OUT (pc = the
   instruction, tick = ticks before it retires; IN is counted but not traced) and every stop
   (pc = pc at the stop).
+
+VMX non-root operation (``vmx == 1``; the contract's sections "VMX non-root operation" and
+"Exits during event delivery") adds these decisions:
+
+* The VMX fields (controls, exception bitmap, EPT pointer, VPID, read shadow) only matter while
+  ``vmx == 1``; a machine with ``vmx == 0`` ignores them (EPT off, TLB keys without a VPID).
+* A VM exit writes the exit-information fields the contract defines for its reason and leaves
+  the others as they were (VT-x calls them undefined): every exit writes ``exit_reason``,
+  ``exit_qual`` (0 when the reason has no qualification) and ``idt_vectoring`` (0 unless the
+  exit happened while delivering an event); instruction exits write ``exit_instr`` (the
+  instruction word); EPT violations write ``exit_gpa``, ``exit_gla`` and ``exit_instr`` (the
+  word of the instruction whose access exited, 0 if its fetch did; not written when the
+  violation happened while delivering an event); exception exits write ``exit_intr_info``,
+  ``exit_intr_error`` and, for #PF, ``exit_gla``.  :data:`EXIT_INFO_DEFINED` lists this.
+* The delivery probe applies to every event, the injected one included (the injection itself
+  never exits through the exception bitmap, but the contract's "any event" covers a nested EPT
+  violation while delivering it); it is skipped where native delivery would touch nothing:
+  an intercepted vector, no vector table.  Its translations are ordinary translations (TLB
+  lookups, fills, walk counters and cycles count), and when it finds nothing the delivery
+  translates the same addresses again.
+* An exit during event delivery changes nothing but the probe's translation side effects and
+  the exit information: in particular ``fault_addr`` is *not* written for a #PF whose delivery
+  exits (the contract: "before counting or changing anything but the walk's A/D bits").
+* Under EPT a combined translation whose host-physical frame lies beyond memory raises #GP(0)
+  *without* filling the TLB (the nested walk checks the bus before the fill).
+* Setting a guest A or D bit needs EPT write permission on the guest table page (the kernel_sim.mmu
+  docstring's model choice); the violation names the table entry's guest-physical address.
 """
 from __future__ import annotations
 
@@ -60,6 +87,73 @@ def signed(v: int) -> int:
     """Read a 32-bit word as two's complement."""
     v &= MASK
     return v - (1 << 32) if v & 0x80000000 else v
+
+
+# ---- nested paging (EPT) entry bits and EPT-violation qualification bits (kernel_sim.mmu's
+# docstring; repeated here so that this file imports nothing from the jitted code)
+EPT_R, EPT_W, EPT_X = 1, 2, 4
+EPT_RWX = 7
+EPTQ_READ, EPTQ_WRITE, EPTQ_FETCH = 1, 2, 4      # the access tried
+EPTQ_PERM_SHIFT = 3                               # bits 3..5: the R/W/X the nested entries granted
+EPTQ_GVA_VALID = 128                              # always set: the access had a guest-virtual address
+EPTQ_FINAL = 256                                  # the access was to the final page (not a guest table)
+
+#: Which exit-information fields (ctrl indices) a VM exit of each reason writes; the others
+#: keep their old value (undefined for that reason).  ``None`` as key: the run did not exit.
+_COMMON = (S.C_EXIT_REASON, S.C_EXIT_QUAL, S.C_IDT_VECTORING)
+_INSTRUCTION = _COMMON + (S.C_EXIT_INSTR,)
+EXIT_INFO_FIELDS = (S.C_EXIT_REASON, S.C_EXIT_QUAL, S.C_EXIT_GPA, S.C_EXIT_GLA, S.C_EXIT_INSTR,
+                    S.C_EXIT_INTR_INFO, S.C_EXIT_INTR_ERROR, S.C_IDT_VECTORING,
+                    S.C_IDT_VECTORING_ERROR)
+EXIT_INFO_DEFINED = {
+    S.EXIT_EXTERNAL_INTERRUPT: _COMMON,
+    S.EXIT_INTERRUPT_WINDOW: _COMMON,
+    S.EXIT_TRIPLE_FAULT: _COMMON,
+    S.EXIT_HLT: _INSTRUCTION,
+    S.EXIT_VMCALL: _INSTRUCTION,
+    S.EXIT_IO_INSTRUCTION: _INSTRUCTION,
+    S.EXIT_CR_ACCESS: _INSTRUCTION,
+    S.EXIT_INVLPG: _INSTRUCTION,
+    # + C_EXIT_GLA for #PF; + C_IDT_VECTORING_ERROR when C_IDT_VECTORING is valid
+    S.EXIT_EXCEPTION_NMI: _COMMON + (S.C_EXIT_INTR_INFO, S.C_EXIT_INTR_ERROR),
+    # + C_EXIT_INSTR unless during event delivery; + C_IDT_VECTORING_ERROR when valid
+    S.EXIT_EPT_VIOLATION: _COMMON + (S.C_EXIT_GPA, S.C_EXIT_GLA),
+}
+
+
+def exit_info_defined(ctrl) -> tuple[int, ...]:
+    """The exit-information fields (ctrl indices) that ``ctrl`` (an exported state) defines."""
+    if ctrl[S.C_STOP_REASON] != S.STOP_VM_EXIT:
+        return ()
+    reason = int(ctrl[S.C_EXIT_REASON])
+    fields = EXIT_INFO_DEFINED[reason]
+    vectoring = ctrl[S.C_IDT_VECTORING] & S.INJECT_VALID
+    if vectoring:
+        fields += (S.C_IDT_VECTORING_ERROR,)
+    if reason == S.EXIT_EXCEPTION_NMI and ctrl[S.C_EXIT_INTR_INFO] == isa.VEC_PF:
+        fields += (S.C_EXIT_GLA,)
+    if reason == S.EXIT_EPT_VIOLATION and not vectoring:
+        fields += (S.C_EXIT_INSTR,)
+    return fields
+
+
+class VMExit(Exception):
+    """An instruction that the VMCS sends to the monitor: the step turns it into a VM exit."""
+
+    def __init__(self, reason: int, qualification: int = 0):
+        super().__init__(f"VM exit {S.EXIT_NAMES.get(reason, reason)}")
+        self.reason = reason
+        self.qualification = qualification
+
+
+class EPTViolation(Exception):
+    """The nested table refused a guest-physical access: a VM exit, never a guest fault."""
+
+    def __init__(self, gpa: int, gla: int, qualification: int):
+        super().__init__(f"EPT violation at guest-physical {gpa:#x}")
+        self.gpa = gpa
+        self.gla = gla
+        self.qualification = qualification
 
 
 class Fault(Exception):
@@ -133,11 +227,54 @@ class NaiveMachine:
         self.deliveries = 0
         self._budget: int | None = None
         self._retired_in_run = 0
+        # VMX non-root operation (loaded from a VMCS at VM entry; all 0 on a bare machine)
+        self.vmx = 0
+        self.vmx_controls = 0
+        self.exception_bitmap = 0
+        self.eptp = 0
+        self.ept_levels = 0
+        self.vpid = 0
+        self.cr0_shadow = 0
+        self.inject = 0
+        self.inject_error = 0
+        # exit information (written by VM exits)
+        self.exit_reason = 0
+        self.exit_qual = 0
+        self.exit_gpa = 0
+        self.exit_gla = 0
+        self.exit_instr = 0
+        self.exit_intr_info = 0
+        self.exit_intr_error = 0
+        self.idt_vectoring = 0
+        self.idt_vectoring_error = 0
 
     # ---- control registers by number (isa.CR_*) -------------------------------------------
     _CR_ATTRS = ("paging", "ptbr", "fault_addr", "tvb", "ksp", "scratch")
 
+    #: ctrl index -> attribute, for every ctrl slot a caller may set before a run
+    CTRL_ATTRS = {
+        S.C_PC: "pc", S.C_CPL: "cpl", S.C_IF: "if_", S.C_PAGING: "paging", S.C_PTBR: "ptbr",
+        S.C_FAULT_ADDR: "fault_addr", S.C_TVB: "tvb", S.C_KSP: "ksp", S.C_SCRATCH: "scratch",
+        S.C_TICKS: "ticks", S.C_TIMER_PERIOD: "timer_period",
+        S.C_TIMER_DEADLINE: "timer_deadline", S.C_TIMER_PENDING: "timer_pending",
+        S.C_DATA_LIMIT: "data_limit", S.C_VMX: "vmx", S.C_VMX_CONTROLS: "vmx_controls",
+        S.C_EXCEPTION_BITMAP: "exception_bitmap", S.C_EPTP: "eptp",
+        S.C_EPT_LEVELS: "ept_levels", S.C_VPID: "vpid", S.C_CR0_SHADOW: "cr0_shadow",
+        S.C_INJECT: "inject", S.C_INJECT_ERROR: "inject_error",
+        S.C_EXIT_REASON: "exit_reason", S.C_EXIT_QUAL: "exit_qual", S.C_EXIT_GPA: "exit_gpa",
+        S.C_EXIT_GLA: "exit_gla", S.C_EXIT_INSTR: "exit_instr",
+        S.C_EXIT_INTR_INFO: "exit_intr_info", S.C_EXIT_INTR_ERROR: "exit_intr_error",
+        S.C_IDT_VECTORING: "idt_vectoring", S.C_IDT_VECTORING_ERROR: "idt_vectoring_error",
+    }
+
     # ---- helpers ----------------------------------------------------------------------------
+    def controls(self) -> int:
+        """The VMX execution controls in force (none outside non-root operation)."""
+        return self.vmx_controls if self.vmx else 0
+
+    def ept_on(self) -> bool:
+        return bool(self.vmx) and self.eptp != 0
+
     def count(self, event: int, n: int = 1) -> None:
         self.counters[event] += n
 
@@ -150,8 +287,10 @@ class NaiveMachine:
     def tlb_key_and_index(self, va: int):
         """Where ``va`` lives in the direct-mapped, ASID-tagged TLB: (key, entry index)."""
         vpn = (va & MASK) >> isa.PAGE_SHIFT
-        asid = self.ptbr & isa.ASID_MASK
-        key = ((asid << 20) | vpn) + 1          # + 1 so that key 0 means "empty"
+        tag = self.ptbr & isa.ASID_MASK         # the address space ...
+        if self.vmx:
+            tag |= self.vpid << 12              # ... of this virtual machine (VPID)
+        key = ((tag << 20) | vpn) + 1           # + 1 so that key 0 means "empty"
         index = (vpn ^ (vpn >> 7) ^ (vpn >> 14)) & (self.tlb_size - 1)   # XOR-folded index
         return key, index
 
@@ -173,7 +312,7 @@ class NaiveMachine:
             cpl = self.cpl
         if access != FETCH and cpl > 0 and self.data_limit and va >= self.data_limit:
             raise Fault(isa.VEC_GP, 0)          # beyond the monitor's data limit
-        if not (self.paging & 1):
+        if not (self.paging & 1) and not self.ept_on():
             pa = va
         else:
             pa = self.translate_paged(va, access, cpl)
@@ -191,6 +330,8 @@ class NaiveMachine:
             return (value & isa.PTE_FRAME_MASK) | (va & 0xFFF)
         self.count(S.EV_TLB_MISS)
         self.cycles += self.costs[S.K_TLB_MISS]
+        if self.ept_on():
+            return self.walk_nested(va, access, cpl, key, i)
         return self.walk(va, access, cpl, key, i)
 
     def page_fault(self, va: int, access: str, cpl: int, present: bool) -> Fault:
@@ -232,11 +373,110 @@ class NaiveMachine:
         self.tlb[2 * i + 1] = frame | (perm & (isa.PTE_W | isa.PTE_U)) | (pte & isa.PTE_D)
         return frame | (va & 0xFFF)
 
+    # ---- nested paging (EPT) ----------------------------------------------------------------
+    def count_walk_ref(self, nested: bool) -> None:
+        self.count(S.EV_WALK_REFS)
+        if nested:
+            self.count(S.EV_NESTED_REFS)
+        self.cycles += self.costs[S.K_WALK_REF]
+
+    def ept_translate(self, gpa: int, need: int, final: bool, gla: int) -> tuple[int, int]:
+        """Guest-physical -> (host-physical address, EPT permissions granted) through the nested
+        table; raises :class:`EPTViolation` (or #GP(0) for a nested entry beyond memory).
+
+        ``need`` is EPT_R, EPT_W or EPT_X (it is also the qualification's access bit);
+        ``final`` tells the qualification whether this is the data page or a guest table.
+        """
+        def violation(granted: int) -> EPTViolation:
+            qual = need | (granted << EPTQ_PERM_SHIFT) | EPTQ_GVA_VALID
+            return EPTViolation(gpa, gla, qual | (EPTQ_FINAL if final else 0))
+
+        if self.ept_levels == 0:                # no nested table: guest-physical = host-physical
+            return gpa, EPT_RWX
+        covered_bits = self.ept_levels * isa.LEVEL_BITS + isa.PAGE_SHIFT
+        if covered_bits < 32 and gpa >> covered_bits != 0:
+            raise violation(0)                  # beyond the guest-physical address space
+        table = self.eptp & isa.PTE_FRAME_MASK
+        granted = EPT_RWX
+        for k in range(self.ept_levels - 1, -1, -1):
+            entry_addr = table + 4 * ((gpa >> (isa.PAGE_SHIFT + isa.LEVEL_BITS * k)) & 0x3FF)
+            if entry_addr >= self.mem_bytes:
+                raise Fault(isa.VEC_GP, 0)
+            self.count_walk_ref(nested=True)
+            entry = self.mem[entry_addr >> 2]
+            if entry & EPT_RWX == 0:
+                raise violation(0)              # not present: nothing granted
+            granted &= entry
+            table = entry & isa.PTE_FRAME_MASK
+        if granted & need != need:
+            raise violation(granted)
+        return table | (gpa & 0xFFF), granted
+
+    def walk_nested(self, va: int, access: str, cpl: int, key: int, i: int) -> int:
+        """The two-dimensional walk under EPT; fills TLB entry ``i`` with the combined
+        guest-virtual -> host-physical translation.  Returns the host-physical address."""
+        write = access == WRITE
+        need = EPT_W if write else EPT_X if access == FETCH else EPT_R
+        if not self.paging & 1:
+            # guest paging off: the virtual address is guest-physical; only the nested table
+            hpa, granted = self.ept_translate(va, need, True, va)
+            if hpa >= self.mem_bytes:
+                raise Fault(isa.VEC_GP, 0)      # DECISION: no TLB fill beyond memory
+            value = (hpa & isa.PTE_FRAME_MASK) | isa.PTE_U
+            if granted & EPT_W:
+                value |= isa.PTE_W | isa.PTE_D
+            self.tlb[2 * i], self.tlb[2 * i + 1] = key, value
+            return hpa
+        covered_bits = self.levels * isa.LEVEL_BITS + isa.PAGE_SHIFT
+        if covered_bits < 32 and va >> covered_bits != 0:
+            raise self.page_fault(va, access, cpl, present=False)
+        table = self.ptbr & isa.PTE_FRAME_MASK  # guest-physical
+        perm = isa.PTE_W | isa.PTE_U
+        pte = leaf_hpa = leaf_gpa = leaf_granted = 0
+        for k in range(self.levels - 1, -1, -1):
+            entry_gpa = table + 4 * ((va >> (isa.PAGE_SHIFT + isa.LEVEL_BITS * k)) & 0x3FF)
+            entry_hpa, granted = self.ept_translate(entry_gpa, EPT_R, False, va)
+            if entry_hpa >= self.mem_bytes:
+                raise Fault(isa.VEC_GP, 0)
+            self.count_walk_ref(nested=False)
+            pte = self.mem[entry_hpa >> 2]
+            if not pte & isa.PTE_P:
+                raise self.page_fault(va, access, cpl, present=False)
+            if not pte & isa.PTE_A:
+                if not granted & EPT_W:         # setting A writes the guest's table
+                    raise EPTViolation(entry_gpa, va, EPTQ_WRITE | (granted << EPTQ_PERM_SHIFT)
+                                       | EPTQ_GVA_VALID)
+                pte |= isa.PTE_A
+                self.mem[entry_hpa >> 2] = pte
+            perm &= pte
+            table = pte & isa.PTE_FRAME_MASK
+            leaf_hpa, leaf_gpa, leaf_granted = entry_hpa, entry_gpa, granted
+        if (write and not perm & isa.PTE_W) or (cpl == 3 and not perm & isa.PTE_U):
+            raise self.page_fault(va, access, cpl, present=True)
+        hpa, granted = self.ept_translate(table | (va & 0xFFF), need, True, va)
+        if write and not pte & isa.PTE_D:
+            if not leaf_granted & EPT_W:        # setting D writes the guest's leaf table
+                raise EPTViolation(leaf_gpa, va, EPTQ_WRITE
+                                   | (leaf_granted << EPTQ_PERM_SHIFT) | EPTQ_GVA_VALID)
+            pte |= isa.PTE_D
+            self.mem[leaf_hpa >> 2] = pte
+        if hpa >= self.mem_bytes:
+            raise Fault(isa.VEC_GP, 0)          # DECISION: no TLB fill beyond memory
+        value = (hpa & isa.PTE_FRAME_MASK) | (perm & isa.PTE_U) | (pte & isa.PTE_D)
+        if perm & isa.PTE_W and granted & EPT_W:
+            value |= isa.PTE_W                  # writable only if both tables allow it
+        self.tlb[2 * i], self.tlb[2 * i + 1] = key, value
+        return hpa
+
     def read(self, va: int, access: str = READ, cpl: int | None = None) -> int:
         return self.mem[self.translate(va, access, cpl)]
 
     # ---- trap delivery ----------------------------------------------------------------------
     def stop(self, reason: int, vector: int | None = None, error: int = 0) -> int:
+        if reason == S.STOP_TRIPLE_FAULT and self.vmx:
+            # a triple fault in non-root operation exits (C_STOP_VECTOR/ERROR still name it)
+            self.set_exit_info(S.EXIT_TRIPLE_FAULT)
+            reason = S.STOP_VM_EXIT
         self.stop_reason = reason
         if vector is not None:
             self.stop_vector = vector
@@ -244,9 +484,88 @@ class NaiveMachine:
         self.trace_event(self.pc, S.TRACE_STOP, reason)
         return reason
 
-    def deliver(self, vector: int, error: int, return_pc: int) -> int:
-        """Deliver a trap; return a stop reason (STOP_NONE when the handler now runs)."""
+    # ---- VM exits ---------------------------------------------------------------------------
+    def set_exit_info(self, reason: int, qualification: int = 0) -> None:
+        """The fields every VM exit writes (the others: see :data:`EXIT_INFO_DEFINED`)."""
+        self.exit_reason = reason
+        self.exit_qual = qualification & MASK
+        self.idt_vectoring = 0
+
+    def vm_exit(self, reason: int, qualification: int = 0, pc: int | None = None) -> int:
+        """Leave the guest: nothing retires, pc stays at the exiting instruction (or ``pc``)."""
+        if pc is not None:
+            self.pc = pc & MASK
+        self.set_exit_info(reason, qualification)
+        return self.stop(S.STOP_VM_EXIT)
+
+    def ept_exit(self, v: EPTViolation, instruction: int | None) -> int:
+        """An EPT violation exit; ``instruction``: the word whose access exited (0: its fetch),
+        ``None`` during event delivery (the caller records the IDT-vectoring information)."""
+        self.set_exit_info(S.EXIT_EPT_VIOLATION, v.qualification)
+        self.exit_gpa, self.exit_gla = v.gpa, v.gla & MASK
+        if instruction is not None:
+            self.exit_instr = instruction
+        return self.stop(S.STOP_VM_EXIT)
+
+    def exception_exit(self, vector: int, error: int, address: int | None, return_pc: int) -> int:
+        """An exception whose bit is set in the exception bitmap goes to the monitor."""
+        self.pc = return_pc & MASK
+        self.set_exit_info(S.EXIT_EXCEPTION_NMI, address if vector == isa.VEC_PF else 0)
+        self.exit_intr_info, self.exit_intr_error = vector, error
+        if vector == isa.VEC_PF:
+            self.exit_gla = address
+        return self.stop(S.STOP_VM_EXIT)
+
+    def delivery_probe(self, vector: int, error: int, return_pc: int) -> int | None:
+        """Exits during event delivery: translate what the delivery will touch, in its order
+        (vector entry, then the five frame words), skipping what it would not reach.  An EPT
+        violation, or a #PF the exception bitmap sends to the monitor, exits with the event as
+        IDT-vectoring information; return that stop, or None to deliver natively (which then
+        meets any other fault itself: a triple fault)."""
+        if self.intercept[vector] or self.tvb == isa.NO_TVB:
+            return None                         # native delivery reads no memory
+        pf_exits = (self.exception_bitmap >> isa.VEC_PF) & 1
+        try:
+            handler = self.read(self.tvb + 4 * vector, READ, cpl=0)
+            if handler == 0 or self.deliveries + 1 > MAX_DELIVERIES_IN_A_ROW:
+                return None                     # native delivery stops before the pushes
+            new_sp = self.ksp if self.cpl > 0 else self.regs[isa.SP]
+            for n in range(5):
+                self.translate(new_sp - 4 * (n + 1), WRITE, cpl=0)
+            return None
+        except EPTViolation as v:
+            self.pc = return_pc & MASK
+            reason = self.ept_exit(v, instruction=None)
+        except Fault as f:
+            if f.vector != isa.VEC_PF or not pf_exits:
+                return None
+            reason = self.exception_exit(isa.VEC_PF, f.error, f.address, return_pc)
+        self.idt_vectoring = S.INJECT_VALID | vector
+        self.idt_vectoring_error = error
+        return reason
+
+    def deliver(self, vector: int, error: int, return_pc: int, address: int | None = None,
+                injected: bool = False) -> int:
+        """Deliver a trap; return a stop reason (STOP_NONE when the handler now runs).
+
+        ``address``: a #PF's faulting virtual address (written to FAULT_ADDR when the #PF
+        really reaches the guest); ``injected``: the monitor injects the event at VM entry.
+        """
         return_pc &= MASK
+        if self.vmx:
+            if not injected and vector < 32 and (self.exception_bitmap >> vector) & 1:
+                return self.exception_exit(vector, error, address, return_pc)
+            if not injected and vector == isa.VEC_TIMER and \
+                    self.controls() & S.CTL_EXTINT_EXITING:
+                return self.vm_exit(S.EXIT_EXTERNAL_INTERRUPT, pc=return_pc)
+            reason = self.delivery_probe(vector, error, return_pc)
+            if reason is not None:
+                return reason
+        if vector == isa.VEC_PF:
+            # the #PF reaches the guest (an injected one: the monitor has set FAULT_ADDR)
+            if not injected:
+                self.fault_addr = address
+            self.count(S.EV_PAGE_FAULTS)
         self.count(S.EV_TRAPS)
         self.count(S.EV_VECTOR_BASE + vector)
         self.cycles += self.costs[S.K_TRAP]
@@ -294,10 +613,13 @@ class NaiveMachine:
         if self.ticks >= self.timer_deadline:
             self.timer_pending = 1
             self.timer_deadline += self.timer_period
-        # 2. interrupt
-        if self.timer_pending and self.if_:
+        # 2. interrupt (under external-interrupt exiting: whatever IF, and it exits)
+        if self.timer_pending and (self.if_ or self.controls() & S.CTL_EXTINT_EXITING):
             self.timer_pending = 0
             return self.deliver(isa.VEC_TIMER, 0, self.pc)
+        # VMX: interrupt-window exiting, at a boundary where the guest can take interrupts
+        if self.controls() & S.CTL_INTWIN_EXITING and self.if_:
+            return self.vm_exit(S.EXIT_INTERRUPT_WINDOW)
         # 3. stop checks
         if self.pc == self.until:
             return self.stop(S.STOP_UNTIL)
@@ -309,6 +631,8 @@ class NaiveMachine:
             word = self.read(pc, FETCH)
         except Fault as f:
             return self.raise_fault(f, pc)
+        except EPTViolation as v:
+            return self.ept_exit(v, instruction=0)       # no instruction word: 0
         # 5. execute
         opcode, a, b, imm = isa.decode(word)
         try:
@@ -316,6 +640,11 @@ class NaiveMachine:
             next_pc = self.EXECUTE[opcode](self, a, b, imm, word)
         except Fault as f:
             return self.raise_fault(f, pc)
+        except EPTViolation as v:
+            return self.ept_exit(v, instruction=word)
+        except VMExit as e:
+            self.exit_instr = word
+            return self.vm_exit(e.reason, e.qualification)
         self.retire(opcode)
         self.pc = next_pc & MASK
         if opcode == isa.OP_SYSCALL:
@@ -325,12 +654,12 @@ class NaiveMachine:
         return S.STOP_NONE
 
     def raise_fault(self, f: Fault, pc: int) -> int:
-        if f.vector == isa.VEC_PF:
-            self.fault_addr = f.address
-            self.count(S.EV_PAGE_FAULTS)
-        return self.deliver(f.vector, f.error, pc)
+        """Deliver an instruction's fault (a #PF sets FAULT_ADDR if it reaches the guest)."""
+        return self.deliver(f.vector, f.error, pc, address=f.address)
 
     def check_allowed(self, opcode: int) -> None:
+        if self.vmx and opcode == isa.OP_VMCALL:
+            raise VMExit(S.EXIT_VMCALL)         # in any ring
         if opcode not in self.EXECUTE:
             raise Fault(isa.VEC_UD, 0)
         if self.cpl > 0 and (opcode in PRIVILEGED_OPS or (self.strict and opcode in SENSITIVE_OPS)):
@@ -365,6 +694,12 @@ class NaiveMachine:
         self._budget = budget
         self._retired_in_run = 0
         try:
+            if self.vmx and self.inject & S.INJECT_VALID:
+                # VM-entry event injection, before the first step; never an exception-bitmap exit
+                vector, self.inject = self.inject & 0xFF, 0
+                reason = self.deliver(vector, self.inject_error, self.pc, injected=True)
+                if reason != S.STOP_NONE:
+                    return reason
             while True:
                 reason = self.step()
                 if reason != S.STOP_NONE:
@@ -563,9 +898,16 @@ class NaiveMachine:
         return pc
 
     def op_hlt(self, a, b, imm, word):
+        if self.controls() & S.CTL_HLT_EXITING:
+            raise VMExit(S.EXIT_HLT)
         return self.pc + 4          # the step handles the idle skip after the retire
 
+    def io_exit(self, port: int, is_in: bool) -> None:
+        if self.controls() & S.CTL_IO_EXITING:     # qualification: port, direction, size 4
+            raise VMExit(S.EXIT_IO_INSTRUCTION, port << 16 | (8 if is_in else 0) | 3)
+
     def op_in(self, a, b, imm, word):
+        self.io_exit(imm, is_in=True)
         port = imm
         if port == isa.PORT_CONSOLE:
             value = 0
@@ -588,6 +930,7 @@ class NaiveMachine:
         return self.pc + 4
 
     def op_out(self, a, b, imm, word):
+        self.io_exit(imm, is_in=False)
         port, value = imm, self.regs[a]
         if port == isa.PORT_CONSOLE:
             if len(self.console) < self.console_size:
@@ -638,9 +981,16 @@ class NaiveMachine:
     def op_wrcr(self, a, b, imm, word):
         if imm >= isa.NUM_CRS:
             raise Fault(isa.VEC_GP, 0)
+        if (imm == isa.CR_PTBR and self.controls() & S.CTL_CR3_LOAD_EXITING) or \
+                (imm == isa.CR_PAGING and self.controls() & S.CTL_CR0_PG_EXITING):
+            raise VMExit(S.EXIT_CR_ACCESS, imm | 0 << 4 | a << 8)      # type 0: a write
         value = self.regs[a]
         setattr(self, self._CR_ATTRS[imm], value)
         self.count(S.EV_CR_WRITES)
+        if imm == isa.CR_PTBR:
+            self.count(S.EV_PTBR_WRITES)
+        if imm == isa.CR_PAGING:
+            self.count(S.EV_PAGING_WRITES)
         if imm == isa.CR_PAGING or (imm == isa.CR_PTBR and value & isa.ASID_MASK == 0):
             self.tlb_clear_all()
         return self.pc + 4
@@ -648,11 +998,20 @@ class NaiveMachine:
     def op_rdcr(self, a, b, imm, word):
         if imm >= isa.NUM_CRS:
             raise Fault(isa.VEC_GP, 0)
-        self.set_reg(a, getattr(self, self._CR_ATTRS[imm]))
+        if imm == isa.CR_PTBR and self.controls() & S.CTL_CR3_STORE_EXITING:
+            raise VMExit(S.EXIT_CR_ACCESS, imm | 1 << 4 | a << 8)      # type 1: a read
+        if imm == isa.CR_PAGING and self.controls() & S.CTL_CR0_PG_EXITING:
+            self.set_reg(a, self.cr0_shadow)    # the paging state the guest believes it has
+        else:
+            self.set_reg(a, getattr(self, self._CR_ATTRS[imm]))
         self.count(S.EV_CR_READS)
+        if imm == isa.CR_PTBR:
+            self.count(S.EV_PTBR_READS)
         return self.pc + 4
 
     def op_invlpg(self, a, b, imm, word):
+        if self.controls() & S.CTL_INVLPG_EXITING:
+            raise VMExit(S.EXIT_INVLPG, self.regs[a])
         key, i = self.tlb_key_and_index(self.regs[a])
         if self.tlb[2 * i] == key:
             self.tlb[2 * i] = self.tlb[2 * i + 1] = 0
@@ -700,6 +1059,8 @@ class NaiveMachine:
             S.C_BLK_SECTOR: self.blk_sector, S.C_BLK_BUFFER: self.blk_buffer,
             S.C_BLK_STATUS: self.blk_status, S.C_DATA_LIMIT: self.data_limit,
         }
+        values.update({index: getattr(self, name) for index, name in self.CTRL_ATTRS.items()
+                       if index not in values})
         for index, value in values.items():
             ctrl[index] = value
         return ctrl

@@ -422,7 +422,8 @@ class HardwareAssist(Monitor):
         vector = vm.read("EXIT_INTR_INFO") if reason == EXIT_EXCEPTION_NMI else -1
         label = exit_label(reason, vector)
         if len(self.timeline) < TIMELINE_LIMIT:
-            self.timeline.append((int(v.ctrl[C_TICKS]), label))
+            self.timeline.append((int(v.ctrl[C_TICKS]), label, int(v.ctrl[C_CPL]),
+                                  int(v.ctrl[C_PC])))
         idt = vm.read("IDT_VECTORING_INFO")
         if reason == EXIT_EXTERNAL_INTERRUPT:
             self._exit_cost(label)
