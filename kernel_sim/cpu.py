@@ -306,9 +306,10 @@ def deliver(vec, err, rp, regs, ctrl, mem, tlb, counters, trace, intercept, inje
     if ctrl[C_VMX] != 0:
         if delivery_exit(vec, err, rp, regs, ctrl, mem, tlb, counters, injected) != STOP_NONE:
             return STOP_VM_EXIT
-        if vec == VEC_PF and injected == 0:
-            ctrl[C_FAULT_ADDR] = ctrl[C_EXIT_GLA]   # CR2 is written as the #PF is delivered
-            counters[EV_PAGE_FAULTS] += 1
+        if vec == VEC_PF:
+            if injected == 0:
+                ctrl[C_FAULT_ADDR] = ctrl[C_EXIT_GLA]   # CR2 is written as the #PF is delivered
+            counters[EV_PAGE_FAULTS] += 1           # a #PF reaches the guest (even injected)
     counters[EV_VECTOR_BASE + vec] += 1
     counters[EV_TRAPS] += 1
     trace_event(ctrl, trace, TRACE_TRAP, rp, (vec << 32) | err)

@@ -145,8 +145,9 @@ and the guest's rings and IF are real: ring 0 of non-root mode is the guest kern
 * **VM-entry event injection** (first, before step 1): if ``C_INJECT & INJECT_VALID`` the
   vector ``C_INJECT & 0xFF`` is delivered through the guest's vector table with error code
   ``C_INJECT_ERROR`` and return pc = pc, never exiting (a fault while delivering it is a triple
-  fault); ``C_INJECT`` is cleared.  An injected #PF changes neither ``FAULT_ADDR`` nor
-  ``EV_PAGE_FAULTS``: the monitor that decided the guest takes a page fault does both.
+  fault); ``C_INJECT`` is cleared.  An injected #PF does not change ``FAULT_ADDR`` (the
+  monitor sets it in the guest state) but counts in ``EV_PAGE_FAULTS``: the count is of page
+  faults delivered to the guest, however they arrived.
 * **Interrupts.**  With ``CTL_EXTINT_EXITING`` a pending timer interrupt is taken whatever the
   guest's IF: it clears ``timer_pending`` and exits (``EXIT_EXTERNAL_INTERRUPT``).  Then, with
   ``CTL_INTWIN_EXITING`` and IF == 1, the CPU exits at this instruction boundary

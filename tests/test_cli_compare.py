@@ -69,3 +69,34 @@ def test_run_technique_paravirt_refuses_a_program_without_boot_information(capsy
     src.write_text("movi r1, 65\nvmcall 0\n")
     code, out, err = run_cli(capsys, "run", str(src), "--technique", "paravirt")
     assert code == 2 and "boot information" in err and "Traceback" not in err
+
+
+HW_COMMANDS = [("native,binary_translation,hw_shadow", "first-vtx"),
+               ("native,hw_shadow,hw_ept", "nehalem")]
+
+
+@pytest.mark.parametrize("techniques,cpu", HW_COMMANDS)
+def test_compare_hardware_assist_json_works_for_every_workload(capsys, techniques, cpu):
+    from kernel_sim.guest import WORKLOADS
+    for workload in sorted(WORKLOADS):
+        code, out, err = run_cli(capsys, "compare", "--workload", workload, "--techniques",
+                                 techniques, "--cpu", cpu, "--json")
+        assert code == 0, (workload, err)
+        data = json.loads(out)
+        assert sorted(data) == sorted(techniques.split(",")), workload
+        for name, record in data.items():
+            assert record["state_digest"] == data["native"]["state_digest"], (workload, name)
+            assert record["stop"] == "halt", (workload, name)
+        # every guest does I/O (the console) and the I/O devices are the monitor's
+        assert data["hw_shadow"]["events"]["IO_INSTRUCTION"] > 0, workload
+        if "hw_ept" in data:
+            # with EPT the guest's own page-table work never exits
+            assert not {"CR_ACCESS", "INVLPG", "EXCEPTION_NMI:page_fault"} & \
+                set(data["hw_ept"]["events"]), workload
+            assert data["hw_ept"]["events"]["EPT_VIOLATION"] > 0, workload
+
+
+def test_compare_refuses_hw_ept_on_first_generation_vtx(capsys):
+    code, out, err = run_cli(capsys, "compare", "--workload", "syscall", "--techniques",
+                             "native,hw_ept", "--cpu", "first-vtx")
+    assert code != 0 and "no EPT" in err and "Traceback" not in err

@@ -361,12 +361,18 @@ class HardwareAssist(Monitor):
         self.vmcs.write("ENTRY_EXCEPTION_ERROR", err)
         self.injections[isa.VECTOR_KEYS.get(vec, f"vector_{vec}")] += 1
 
-    def _inject_page_fault(self, va: int, err: int, fresh: bool = True) -> None:
-        """The guest takes a page fault: CR2 and the count are the monitor's to set."""
-        if fresh:
-            self.vcpu.ctrl[C_FAULT_ADDR] = va
-        self.vcpu.counters[EV_PAGE_FAULTS] += 1
+    def _inject_page_fault(self, va: int, err: int) -> None:
+        """The guest takes a page fault at ``va``: the monitor sets CR2 (the CPU counts the
+        fault when it delivers it)."""
+        self.vcpu.ctrl[C_FAULT_ADDR] = va
         self._inject(isa.VEC_PF, err)
+
+    def _inject_fault(self, fault: tuple) -> None:
+        """Inject a fault the software walker raised: it already set CR2 and counted a page
+        fault, which the CPU counts again when it delivers it -- so take that count back."""
+        if fault[0] == isa.VEC_PF:
+            self.vcpu.counters[EV_PAGE_FAULTS] -= 1
+        self._inject(*fault)
 
     def _pending_injection(self) -> bool:
         return bool(self.vmcs.read("ENTRY_INTR_INFO") & INJECT_VALID)
@@ -438,6 +444,8 @@ class HardwareAssist(Monitor):
                 self._shadow_fault(label, vm.read("EXIT_QUALIFICATION"), err, idt)
             elif vector == isa.VEC_PF:
                 self._exit_cost(label, "reflect")
+                if idt & INJECT_VALID:       # natively: a fault while delivering a trap
+                    self._delivery_failed(idt)
                 self._inject_page_fault(vm.read("EXIT_QUALIFICATION"), err)
             else:
                 self._exit_cost(label, "reflect")
@@ -474,7 +482,7 @@ class HardwareAssist(Monitor):
             if self.nested is not None and fault is None:
                 self._nested_tlb_effect(word, flushes)
         if fault is not None:                # a fault the instruction raises natively
-            self._inject(*fault)
+            self._inject_fault(fault)
 
     def _nested_tlb_effect(self, word: int, flushes: int) -> None:
         """hw_ept with an optional exiting control: an emulated WRCR/INVLPG must do to the real
@@ -511,23 +519,27 @@ class HardwareAssist(Monitor):
             else:
                 fault = emulate_store(v, self._fetch(pc), host_if=int(v.ctrl[C_IF]),
                                       known_va=va, known_gpa=fvec)
-                if fault is not None:        # (its CR2 and count are already set)
-                    self._inject(*fault)
+                if fault is not None:
+                    self._inject_fault(fault)
         else:                                # the guest's own fault or a bus error
             self._exit_cost(label, "shadow_fill", "memory", walk_refs=refs)
-            if idt & INJECT_VALID:           # natively: a fault while delivering a trap is a
-                v.counters[EV_PAGE_FAULTS], v.ctrl[C_FAULT_ADDR] = saved   # triple fault
-                raise Stop(STOP_TRIPLE_FAULT, idt & 0xFF,
-                           self.vmcs.read("IDT_VECTORING_ERROR"))
-            self._inject(fvec, ferr)         # (a #PF: the pager's walk set CR2 and counted it)
+            if idt & INJECT_VALID:           # natively: a fault while delivering a trap
+                v.counters[EV_PAGE_FAULTS], v.ctrl[C_FAULT_ADDR] = saved
+                self._delivery_failed(idt)
+            self._inject_fault((fvec, ferr))
+
+    def _delivery_failed(self, idt: int) -> None:
+        """A fault while delivering the event ``idt``: the bare machine stops (triple fault).
+        It had counted a #PF as it raised it; the CPU exited before counting, so count it."""
+        vec = idt & 0xFF
+        if vec == isa.VEC_PF:
+            self.vcpu.counters[EV_PAGE_FAULTS] += 1
+        raise Stop(STOP_TRIPLE_FAULT, vec, self.vmcs.read("IDT_VECTORING_ERROR"))
 
     def _reinject(self, idt: int) -> None:
         vec = idt & 0xFF
         err = self.vmcs.read("IDT_VECTORING_ERROR")
-        if vec == isa.VEC_PF:                # CR2 was written as the delivery began
-            self._inject_page_fault(0, err, fresh=False)
-        else:
-            self._inject(vec, err)
+        self._inject(vec, err)               # (a #PF: CR2 was written as the delivery began)
 
     def _ept_violation(self, label: str, idt: int) -> None:
         vm, v = self.vmcs, self.vcpu
@@ -540,7 +552,7 @@ class HardwareAssist(Monitor):
         # beyond the guest's RAM: the bare machine's bus error.  Redo the access in software
         # first, so that the guest's accessed/dirty bits end up as a native walk leaves them.
         if idt & INJECT_VALID:
-            raise Stop(STOP_TRIPLE_FAULT, idt & 0xFF, vm.read("IDT_VECTORING_ERROR"))
+            self._delivery_failed(idt)
         qual = vm.read("EXIT_QUALIFICATION")
         from ..mmu import EPTQ_FETCH, EPTQ_FINAL, EPTQ_WRITE
         if qual & EPTQ_FINAL:
