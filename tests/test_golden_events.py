@@ -31,6 +31,8 @@ binary_translation      test_binary_translation.py: syscall, callret;
                         golden/events_binary_translation.py: the others
 paravirt                test_paravirt.py PER_ITERATION: syscall, io, ptemod, pgfault, ctxswitch,
                         divzero, compute;  golden/events_paravirt.py: callret, forkwait, boot
+hw_shadow               golden/events_hw_shadow.py: all
+hw_ept                  golden/events_hw_ept.py: all
 ======================  ===========================================================================
 
 The tables under tests/golden/ also carry their two loop counts, the events they leave out of
@@ -44,6 +46,8 @@ import pytest
 from golden import (
     events_binary_translation,
     events_emulation,
+    events_hw_ept,
+    events_hw_shadow,
     events_paravirt,
     events_trap_emulate,
 )
@@ -158,7 +162,8 @@ def test_translated_and_interpreted_instructions_add_up_to_the_guest_instruction
 
 # ---- the rest of the matrix: tables in tests/golden/events_<technique>.py -------------------
 TABLES = {**events_emulation.TABLES, **events_trap_emulate.TABLES,
-          **events_binary_translation.TABLES, **events_paravirt.TABLES}
+          **events_binary_translation.TABLES, **events_paravirt.TABLES,
+          **events_hw_shadow.TABLES, **events_hw_ept.TABLES}
 
 
 def ticks(result):
@@ -228,7 +233,7 @@ ELSEWHERE = {
        for w in ("syscall", "io", "ptemod", "pgfault", "ctxswitch", "divzero", "compute")},
 }
 MATRIX_TECHNIQUES = ("emulation:interpret", "emulation:translate", "trap_emulate",
-                     "binary_translation", "paravirt")
+                     "binary_translation", "paravirt", "hw_shadow", "hw_ept")
 OUT_OF_MATRIX = {"preempt"}
 
 

@@ -4,8 +4,9 @@ A *monitor* (virtual-machine monitor, VMM) runs a guest operating system on a ho
 keeps three promises (Popek & Goldberg 1974): **equivalence** -- the guest behaves as it would on
 the bare machine; **resource control** -- the guest touches only what the monitor gave it; and
 **efficiency** -- most guest instructions run without the monitor's help.  Each technique module
-(``native``, ``emulation``, ``trap_emulate``, ``binary_translation``, ``paravirt``) keeps them in
-its own way, with the same shape::
+(``native``, ``emulation``, ``trap_emulate``, ``binary_translation``, ``paravirt``, and
+``hw_shadow`` / ``hw_ept`` in ``hardware_assist``) keeps them in its own way, with the same
+shape::
 
     class TrapEmulate(Monitor):
         name = "trap_emulate"

@@ -95,6 +95,7 @@ from ..state import (
     EV_OP_BASE,
     EV_PAGE_FAULTS,
     EV_TLB_FLUSHES,
+    EV_TRAPS,
     EV_VECTOR_BASE,
     EVENT_NAMES,
     EXIT_CR_ACCESS,
@@ -332,6 +333,7 @@ class HardwareAssist(Monitor):
         if self.nested is not None:
             vm.write("GUEST_PAGING", vc[C_PAGING])
             vm.write("GUEST_PTBR", vc[C_PTBR])
+            vm.write("CR0_READ_SHADOW", vc[C_PAGING])   # read under cr0_pg_exiting
         else:                                    # the CPU walks the shadow; the guest reads
             vm.write("GUEST_PAGING", 1)          # its own paging bit from the read shadow
             vm.write("GUEST_PTBR", self.mmu_state[C_PTBR])
@@ -530,10 +532,14 @@ class HardwareAssist(Monitor):
 
     def _delivery_failed(self, idt: int) -> None:
         """A fault while delivering the event ``idt``: the bare machine stops (triple fault).
-        It had counted a #PF as it raised it; the CPU exited before counting, so count it."""
+        It had counted the delivery it began (and a #PF as it raised it); the CPU exited
+        before counting either, so count them here."""
         vec = idt & 0xFF
+        counters = self.vcpu.counters
+        counters[EV_VECTOR_BASE + vec] += 1
+        counters[EV_TRAPS] += 1
         if vec == isa.VEC_PF:
-            self.vcpu.counters[EV_PAGE_FAULTS] += 1
+            counters[EV_PAGE_FAULTS] += 1
         raise Stop(STOP_TRIPLE_FAULT, vec, self.vmcs.read("IDT_VECTORING_ERROR"))
 
     def _reinject(self, idt: int) -> None:

@@ -16,8 +16,11 @@ counts the IRET ending every handled timer interrupt (``trap_timer`` -> ``ret_us
 NATIVE = "native"     # per_iteration value: grows exactly as the native machine's instructions
 
 #: the timer's own events: one reflected interrupt per tick, a tick that found interrupts off,
-#: the monitor's own time slice
-TIMER_EVENTS = ("reflect:timer_interrupt", "timer:pending", "monitor:preempt")
+#: the monitor's own time slice; under hw_shadow / hw_ept the host timer's exits (the monitor's
+#: time slice and the guest's virtual deadline) and the interrupt-window exit of a tick that
+#: found the guest's IF at 0.  (The guest's IRET runs in non-root mode: nothing to subtract.)
+TIMER_EVENTS = ("reflect:timer_interrupt", "timer:pending", "monitor:preempt",
+                "EXTERNAL_INTERRUPT", "INTERRUPT_WINDOW")
 
 #: the event that counts the IRET of a handled timer interrupt, per technique
 IRET_EVENT = {"trap_emulate": "emulate:iret", "binary_translation": "callout:emulate:iret",
