@@ -374,24 +374,28 @@ def deliver(vec, err, rp, regs, ctrl, mem, tlb, counters, trace, intercept, inje
 
 
 @njit(cache=True)
-def raise_fault(code, va, ctrl, counters):
-    """Turn a translate() fault code into (vector, error code); record page-fault state.
-
-    In VMX non-root operation an EPT violation becomes ``(VM_EXIT_PENDING, 0)``, and a page
-    fault only notes its address in ``C_EXIT_GLA``: CR2 and the page-fault count change when
-    the fault is really delivered to the guest (it may exit instead).
-    """
-    if code == BUS_ERROR:
-        return VEC_GP, 0
+def vmx_fault(code, va, ctrl):
+    """:func:`raise_fault` in VMX non-root operation: an EPT violation becomes
+    ``(VM_EXIT_PENDING, 0)``; a page fault only notes its address in ``C_EXIT_GLA`` (CR2 and the
+    page-fault count change when the fault is really delivered to the guest: it may exit)."""
     if code == EPT_VIOLATION:
         ctrl[C_EXIT_REASON] = EXIT_EPT_VIOLATION
         ctrl[C_EXIT_GLA] = va
         return VM_EXIT_PENDING, 0
+    ctrl[C_EXIT_GLA] = va
+    return VEC_PF, -1 - code
+
+
+@njit(cache=True)
+def raise_fault(code, va, ctrl, counters):
+    """Turn a translate() fault code into (vector, error code); record page-fault state
+    (in VMX non-root operation see :func:`vmx_fault`)."""
+    if code == BUS_ERROR:
+        return VEC_GP, 0
     if ctrl[C_VMX] != 0:
-        ctrl[C_EXIT_GLA] = va
-    else:
-        ctrl[C_FAULT_ADDR] = va
-        counters[EV_PAGE_FAULTS] += 1
+        return vmx_fault(code, va, ctrl)
+    ctrl[C_FAULT_ADDR] = va
+    counters[EV_PAGE_FAULTS] += 1
     return VEC_PF, -1 - code
 
 

@@ -208,6 +208,15 @@ def tlb_miss(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_mask, counters
         if pa >= mem_bytes:
             return BUS_ERROR
         return pa
+    return ept_tlb_miss(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_mask, counters, ctrl,
+                        key, eptp, vpn)
+
+
+@njit(cache=True)
+def ept_tlb_miss(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_mask, counters, ctrl, key,
+                 eptp, vpn):
+    """The EPT half of :func:`tlb_miss`: the two-dimensional walk (kept in its own function so
+    that the native miss path stays small)."""
     info = np.zeros(WI_SIZE, np.int64)
     steps = np.zeros((0, STEP_COLS), np.int64)
     if ctrl[C_PAGING] & 1:

@@ -18,7 +18,9 @@ _BUILDERS = {"timeline_explorer": "history",       # 01
              "technique_explorer": "techniques",   # 03, 05, 06
              "emulation_explorer": "emulation",    # 04
              "block_viewer": "translation",        # 05
-             "batch_explorer": "paravirt"}         # 06
+             "batch_explorer": "paravirt",         # 06
+             "walk_explorer": "memory",            # 08
+             "virtualization_lab": "hardware"}     # 07
 
 
 def __getattr__(name):
