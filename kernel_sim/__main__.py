@@ -41,15 +41,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument("--technique", default=None,
                    help="run the program as a guest under a technique (native, emulation, "
-                        "trap_emulate, binary_translation, paravirt; paravirt assembles it "
-                        "with PARAVIRT=1)")
+                        "trap_emulate, binary_translation, paravirt, hw_shadow, hw_ept; "
+                        "paravirt assembles it with PARAVIRT=1)")
     r.add_argument("--cpu", default="modern", help="cost preset with --technique "
                    "(first-vtx, nehalem, modern)")
     c = sub.add_parser("compare", help="run a guest-OS workload under several techniques")
     c.add_argument("--workload", required=True, help="workload name (e.g. syscall, compute)")
     c.add_argument("--count", type=int, default=None, help="loop count (default: the workload's)")
     c.add_argument("--techniques", default=None,
-                   help="comma-separated techniques (default: every available one)")
+                   help="comma-separated techniques (default: every one the CPU preset "
+                        "can run)")
     c.add_argument("--cpu", default="modern", help="cost preset: first-vtx, nehalem, modern")
     c.add_argument("--no-strict", action="store_true",
                    help="run trap_emulate on the non-strict ISA (POPF & co. do not trap)")

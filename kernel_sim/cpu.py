@@ -53,7 +53,6 @@ from .state import (
     C_INJECT_ERROR,
     C_VMX,
     C_VMX_CONTROLS,
-    C_VPID,
     CTL_CR0_PG_EXITING,
     CTL_CR3_LOAD_EXITING,
     CTL_CR3_STORE_EXITING,
@@ -229,7 +228,7 @@ def cr_index(cr):
 
 
 @njit(cache=True)
-def delivery_exit(vec, err, rp, regs, ctrl, mem, tlb, counters, injected):
+def delivery_exit(vec, err, rp, regs, ctrl, mem, tlb, counters, intercept, injected):
     """VMX non-root: does delivering ``vec`` cause a VM exit?  Returns STOP_VM_EXIT or STOP_NONE.
 
     An exception in the exception bitmap, or the timer under external-interrupt exiting, exits
@@ -252,8 +251,8 @@ def delivery_exit(vec, err, rp, regs, ctrl, mem, tlb, counters, injected):
             ctrl[C_EXIT_QUAL] = 0
             return STOP_VM_EXIT
     tvb = ctrl[C_TVB]
-    if tvb == NO_TVB:
-        return STOP_NONE
+    if tvb == NO_TVB or intercept[vec] != 0:
+        return STOP_NONE                      # native delivery would read no memory
     paging = ctrl[C_PAGING] & 1
     ptbr = ctrl[C_PTBR]
     levels = ctrl[C_LEVELS]
@@ -304,7 +303,8 @@ def deliver(vec, err, rp, regs, ctrl, mem, tlb, counters, trace, intercept, inje
     (1: the monitor injects it at VM entry) exempts it from the exception bitmap.
     """
     if ctrl[C_VMX] != 0:
-        if delivery_exit(vec, err, rp, regs, ctrl, mem, tlb, counters, injected) != STOP_NONE:
+        if delivery_exit(vec, err, rp, regs, ctrl, mem, tlb, counters, intercept,
+                         injected) != STOP_NONE:
             return STOP_VM_EXIT
         if vec == VEC_PF:
             if injected == 0:

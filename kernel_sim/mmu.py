@@ -44,7 +44,9 @@ Nested (EPT) entries are 32-bit words: ``EPT_R`` (bit 0, read), ``EPT_W`` (bit 1
 AND over the levels; a read needs R, a write W, a fetch X.  The walker's own reads of guest
 entries are reads; setting a guest A or D bit that was clear is a write to the guest table and
 needs W (a model choice of this simulator).  Nested entries
-have no A/D bits here.
+have no A/D bits here.  The TLB caches a combined translation with the W, U and D bits only:
+EPT read and execute permissions are checked when the walk fills an entry, not on later hits
+(the monitors here map every guest page R, W and X, so this never matters to them).
 
 A guest page fault is reported as natively (``-1 - error_code``); a missing or too weak nested
 mapping is an *EPT violation*: the code ``EPT_VIOLATION``, with the faulting guest-physical

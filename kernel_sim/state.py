@@ -144,8 +144,8 @@ and the guest's rings and IF are real: ring 0 of non-root mode is the guest kern
 
 * **VM-entry event injection** (first, before step 1): if ``C_INJECT & INJECT_VALID`` the
   vector ``C_INJECT & 0xFF`` is delivered through the guest's vector table with error code
-  ``C_INJECT_ERROR`` and return pc = pc, never exiting (a fault while delivering it is a triple
-  fault); ``C_INJECT`` is cleared.  An injected #PF does not change ``FAULT_ADDR`` (the
+  ``C_INJECT_ERROR`` and return pc = pc; the exception bitmap and external-interrupt exiting do
+  not apply to it, the exits during delivery below do; ``C_INJECT`` is cleared.  An injected #PF does not change ``FAULT_ADDR`` (the
   monitor sets it in the guest state) but counts in ``EV_PAGE_FAULTS``: the count is of page
   faults delivered to the guest, however they arrived.
 * **Interrupts.**  With ``CTL_EXTINT_EXITING`` a pending timer interrupt is taken whatever the
@@ -171,9 +171,11 @@ and the guest's rings and IF are real: ring 0 of non-root mode is the guest kern
   translates the addresses the delivery will touch (vector entry, then the five frame words,
   skipping what native delivery would not reach).  If one of them raises an EPT violation, or a
   #PF whose bitmap bit is set, the CPU exits (``EXIT_EPT_VIOLATION`` / ``EXIT_EXCEPTION_NMI``
-  with that fault) before counting or changing anything but the walk's A/D bits, with
+  with that fault) before counting or changing anything but the walk's A/D bits (and, for a
+  #PF not being injected, ``FAULT_ADDR``: CR2 is written as a #PF's delivery begins), with
   ``C_IDT_VECTORING = INJECT_VALID | vector`` and ``C_IDT_VECTORING_ERROR`` naming the event
   and pc = its return pc, so the monitor can fix the mapping and re-inject it.
+* ``C_EPTP`` and ``C_VPID`` mean something only in non-root operation: VM exit clears them.
 * **EPT** (``C_EPTP != 0``): every guest access, paging on or off, goes through the TLB; a
   miss walks the guest's tables over the nested table (:func:`kernel_sim.mmu.nested_walk`; with
   guest paging off only the nested table) and fills the TLB with the *combined* translation

@@ -1,9 +1,11 @@
 """A slow, readable reference interpreter of the toy machine (the differential tests' oracle).
 
 This file is written only from the specification: the docstring of :mod:`kernel_sim.state` (the
-execution contract) and the instruction table in :mod:`kernel_sim.isa`.  It imports constants from
-those two modules and nothing from ``kernel_sim.cpu``, ``kernel_sim.mmu`` or
-``kernel_sim.machine``, so a bug in the jitted CPU cannot leak into it.  Speed does not matter
+execution contract) and the instruction table in :mod:`kernel_sim.isa`; for nested paging also
+the EPT entry and qualification bits that :mod:`kernel_sim.mmu`'s docstring documents (copied
+here as constants).  It imports constants from those two modules and nothing from
+``kernel_sim.cpu``, ``kernel_sim.mmu`` or ``kernel_sim.machine``, so a bug in the jitted CPU
+cannot leak into it.  Speed does not matter
 here; clarity does.  Every register is a Python ``int`` in ``0 .. 2**32 - 1``, memory is a list of
 words, and every rule of the contract is one visible statement.
 
@@ -61,8 +63,9 @@ VMX non-root operation (``vmx == 1``; the contract's sections "VMX non-root oper
   lookups, fills, walk counters and cycles count), and when it finds nothing the delivery
   translates the same addresses again.
 * An exit during event delivery changes nothing but the probe's translation side effects and
-  the exit information: in particular ``fault_addr`` is *not* written for a #PF whose delivery
-  exits (the contract: "before counting or changing anything but the walk's A/D bits").
+  the exit information -- and, for a #PF that is not being injected, ``fault_addr``: CR2 is
+  written as the delivery of a #PF begins (as on Intel hardware; the monitor relies on it when
+  it re-injects the event).
 * Under EPT a combined translation whose host-physical frame lies beyond memory raises #GP(0)
   *without* filling the TLB (the nested walk checks the bus before the fill).
 * Setting a guest A or D bit needs EPT write permission on the guest table page (the kernel_sim.mmu
@@ -93,10 +96,10 @@ def signed(v: int) -> int:
 # docstring; repeated here so that this file imports nothing from the jitted code)
 EPT_R, EPT_W, EPT_X = 1, 2, 4
 EPT_RWX = 7
-EPTQ_READ, EPTQ_WRITE, EPTQ_FETCH = 1, 2, 4      # the access tried
-EPTQ_PERM_SHIFT = 3                               # bits 3..5: the R/W/X the nested entries granted
-EPTQ_GVA_VALID = 128                              # always set: the access had a guest-virtual address
-EPTQ_FINAL = 256                                  # the access was to the final page (not a guest table)
+EPTQ_READ, EPTQ_WRITE, EPTQ_FETCH = 1, 2, 4  # the access tried
+EPTQ_PERM_SHIFT = 3         # bits 3..5: the R/W/X the nested entries granted
+EPTQ_GVA_VALID = 128        # always set: the access had a guest-virtual address
+EPTQ_FINAL = 256            # the access was to the final page (clear: to a guest table entry)
 
 #: Which exit-information fields (ctrl indices) a VM exit of each reason writes; the others
 #: keep their old value (undefined for that reason).  ``None`` as key: the run did not exit.
@@ -168,7 +171,8 @@ class Fault(Exception):
 
 PRIVILEGED_OPS = {i.opcode for i in isa.INSTRUCTIONS if i.cls == isa.PRIVILEGED}
 # VMCALL/CALLOUT are not implemented by the bare machine: they are not in the dispatch table,
-# so they raise #UD like any undefined opcode.
+# so they raise #UD like any undefined opcode -- except VMCALL in VMX non-root operation, which
+# exits (check_allowed).
 SENSITIVE_OPS = {i.opcode for i in isa.INSTRUCTIONS if i.cls == isa.SENSITIVE}
 
 
@@ -516,7 +520,8 @@ class NaiveMachine:
             self.exit_gla = address
         return self.stop(S.STOP_VM_EXIT)
 
-    def delivery_probe(self, vector: int, error: int, return_pc: int) -> int | None:
+    def delivery_probe(self, vector: int, error: int, return_pc: int, address: int | None = None,
+                       injected: bool = False) -> int | None:
         """Exits during event delivery: translate what the delivery will touch, in its order
         (vector entry, then the five frame words), skipping what it would not reach.  An EPT
         violation, or a #PF the exception bitmap sends to the monitor, exits with the event as
@@ -534,11 +539,15 @@ class NaiveMachine:
                 self.translate(new_sp - 4 * (n + 1), WRITE, cpl=0)
             return None
         except EPTViolation as v:
+            if vector == isa.VEC_PF and not injected:
+                self.fault_addr = address       # CR2 was written as the delivery began
             self.pc = return_pc & MASK
             reason = self.ept_exit(v, instruction=None)
         except Fault as f:
             if f.vector != isa.VEC_PF or not pf_exits:
                 return None
+            if vector == isa.VEC_PF and not injected:
+                self.fault_addr = address       # CR2 was written as the delivery began
             reason = self.exception_exit(isa.VEC_PF, f.error, f.address, return_pc)
         self.idt_vectoring = S.INJECT_VALID | vector
         self.idt_vectoring_error = error
@@ -558,7 +567,7 @@ class NaiveMachine:
             if not injected and vector == isa.VEC_TIMER and \
                     self.controls() & S.CTL_EXTINT_EXITING:
                 return self.vm_exit(S.EXIT_EXTERNAL_INTERRUPT, pc=return_pc)
-            reason = self.delivery_probe(vector, error, return_pc)
+            reason = self.delivery_probe(vector, error, return_pc, address, injected)
             if reason is not None:
                 return reason
         if vector == isa.VEC_PF:

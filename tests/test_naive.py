@@ -6,7 +6,7 @@ with :func:`kernel_sim.isa.encode` so that they do not depend on the assembler.
 """
 from __future__ import annotations
 
-from naive import NaiveMachine
+from naive import EPT_R, EPT_RWX, NaiveMachine
 
 from kernel_sim import isa
 from kernel_sim import state as S
@@ -413,3 +413,161 @@ def test_intercepted_traps_do_not_count_toward_a_fault_storm():
     m.intercept[isa.VEC_UD] = 1
     assert m.run(budget=1) == S.STOP_TRAP_EXIT
     assert m.deliveries == 16
+
+
+# ---- control-register counters and VMX non-root operation -----------------------------------
+def test_ptbr_and_paging_accesses_have_their_own_counters():
+    m = machine()
+    m.pc = CODE
+    load(m, CODE, [encode(isa.OP_MOVI, 1, 0, 0),
+                   encode(isa.OP_WRCR, 1, 0, isa.CR_PAGING),       # paging off: flushes all
+                   encode(isa.OP_MOVI, 2, 0, 0x3001),
+                   encode(isa.OP_WRCR, 2, 0, isa.CR_PTBR),         # ASID 1: no flush
+                   encode(isa.OP_RDCR, 3, 0, isa.CR_PTBR),
+                   encode(isa.OP_RDCR, 4, 0, isa.CR_PAGING),
+                   encode(isa.OP_WRCR, 2, 0, isa.CR_SCRATCH),
+                   encode(isa.OP_HLT)])
+    assert m.run(budget=20) == S.STOP_HALT
+    assert m.regs[3] == 0x3001
+    c = m.counters
+    assert (c[S.EV_CR_WRITES], c[S.EV_PTBR_WRITES], c[S.EV_PAGING_WRITES]) == (3, 1, 1)
+    assert (c[S.EV_CR_READS], c[S.EV_PTBR_READS]) == (2, 1)
+    assert c[S.EV_TLB_FLUSHES] == 1
+
+
+def guest(ring=0, controls=0, bitmap=0, **kw) -> NaiveMachine:
+    """A machine in VMX non-root operation (the fields a VM entry would load)."""
+    m = machine(ring=ring, **kw)
+    m.vmx, m.vmx_controls, m.exception_bitmap = 1, controls, bitmap
+    m.pc = CODE
+    return m
+
+
+def test_vmcall_exits_in_any_ring_and_is_undefined_on_a_bare_machine():
+    vmcall = encode(isa.OP_VMCALL, 0, 0, 7)
+    m = guest(ring=3)
+    load(m, CODE, [encode(isa.OP_NOP), vmcall])
+    assert m.run(budget=10) == S.STOP_VM_EXIT
+    assert (m.exit_reason, m.exit_qual, m.exit_instr) == (S.EXIT_VMCALL, 0, vmcall)
+    assert m.pc == CODE + 4 and m.cpl == 3              # at the VMCALL, nothing retired
+    assert m.counters[S.EV_INSTRUCTIONS] == 1
+    bare = machine(ring=3)
+    bare.pc = CODE
+    load(bare, CODE, [encode(isa.OP_NOP), vmcall])
+    assert bare.run(budget=10) == S.STOP_UNHANDLED_TRAP and bare.stop_vector == isa.VEC_UD
+
+
+def test_io_exit_qualification_and_the_cr0_read_shadow():
+    m = guest(controls=S.CTL_IO_EXITING | S.CTL_CR0_PG_EXITING)
+    m.cr0_shadow = 1                                    # the guest believes paging is on
+    out = encode(isa.OP_OUT, 2, 0, isa.PORT_CONSOLE)
+    load(m, CODE, [encode(isa.OP_RDCR, 5, 0, isa.CR_PAGING), out])
+    assert m.run(budget=10) == S.STOP_VM_EXIT
+    assert m.regs[5] == 1 and m.paging == 0
+    # port 0x10 << 16, OUT (bit 3 clear), size 4 bytes (3)
+    assert (m.exit_reason, m.exit_qual, m.exit_instr) == (S.EXIT_IO_INSTRUCTION, 0x100003, out)
+    assert m.pc == CODE + 4 and m.console == bytearray() and m.counters[S.EV_IO_OUT] == 0
+
+
+def test_cr_access_exit_qualifications():
+    wrcr = encode(isa.OP_WRCR, 3, 0, isa.CR_PTBR)
+    m = guest(controls=S.CTL_CR3_LOAD_EXITING)
+    load(m, CODE, [wrcr])
+    assert m.run(budget=10) == S.STOP_VM_EXIT
+    # cr 1, type 0 (write) << 4, register 3 << 8
+    assert (m.exit_reason, m.exit_qual, m.exit_instr) == (S.EXIT_CR_ACCESS, 0x301, wrcr)
+    assert m.counters[S.EV_CR_WRITES] == m.counters[S.EV_PTBR_WRITES] == 0
+    m = guest(controls=S.CTL_CR3_STORE_EXITING)
+    load(m, CODE, [encode(isa.OP_RDCR, 7, 0, isa.CR_PTBR)])
+    assert m.run(budget=10) == S.STOP_VM_EXIT
+    assert (m.exit_reason, m.exit_qual) == (S.EXIT_CR_ACCESS, 1 | 1 << 4 | 7 << 8)
+
+
+def test_page_fault_in_the_exception_bitmap_exits_without_touching_cr2():
+    m = guest(bitmap=1 << isa.VEC_PF)
+    two_level_paging(m, {CODE: PUW, TVB & ~0xFFF: PUW})
+    m.fault_addr = 0x1234
+    m.regs[2] = DATA + 8                                # page 5: not mapped
+    load(m, CODE, [encode(isa.OP_LD, 1, 2, 0)])
+    install_handler(m, isa.VEC_PF, [encode(isa.OP_HLT)])
+    assert m.run(budget=10) == S.STOP_VM_EXIT
+    assert (m.exit_reason, m.exit_intr_info, m.exit_intr_error) == (S.EXIT_EXCEPTION_NMI, 14, 0)
+    assert m.exit_qual == m.exit_gla == DATA + 8
+    assert m.fault_addr == 0x1234 and m.counters[S.EV_PAGE_FAULTS] == 0
+    assert m.counters[S.EV_TRAPS] == 0 and m.pc == CODE and m.idt_vectoring == 0
+
+
+def one_level_ept(m: NaiveMachine, mappings, eptp: int = 0xE000) -> None:
+    """A 1-level nested table: ``mappings`` is {guest page address: (host frame, EPT bits)}."""
+    m.eptp, m.ept_levels = eptp, 1
+    for page, (frame, perms) in mappings.items():
+        m.mem[eptp // 4 + (page >> 12)] = frame | perms
+
+
+def test_ept_with_guest_paging_off_combines_translations_and_exits_on_a_violation():
+    m = guest()
+    m.vpid = 3
+    one_level_ept(m, {CODE: (CODE, EPT_RWX), DATA: (0x9000, EPT_R)})
+    m.mem[0x9008 // 4] = 0xCAFE
+    m.regs[2] = DATA + 8
+    st = encode(isa.OP_ST, 1, 2, 0)
+    load(m, CODE, [encode(isa.OP_LD, 1, 2, 0), st])
+    assert m.run(budget=10) == S.STOP_VM_EXIT
+    assert m.regs[1] == 0xCAFE                          # read from host frame 0x9000
+    # write needed (2), R granted (1 << 3), guest-virtual address valid (128), final page (256)
+    assert (m.exit_reason, m.exit_qual) == (S.EXIT_EPT_VIOLATION, 2 | 1 << 3 | 128 | 256)
+    assert (m.exit_gpa, m.exit_gla, m.exit_instr, m.pc) == (DATA + 8, DATA + 8, st, CODE + 4)
+    c = m.counters
+    # misses: fetch of LD (page 1), LD's data (page 5), ST's data (the entry lacks W): one
+    # nested reference each; the ST's fetch hits
+    assert (c[S.EV_TLB_MISS], c[S.EV_TLB_HIT], c[S.EV_NESTED_REFS], c[S.EV_WALK_REFS]) == \
+        (3, 1, 3, 3)
+    key = ((3 << 12 | 0) << 20 | 5) + 1                 # VPID 3, ASID 0, vpn 5
+    assert m.tlb[2 * 5: 2 * 5 + 2] == [key, 0x9000 | isa.PTE_U]   # no W: EPT is read-only
+
+
+def test_delivery_exits_on_an_ept_violation_with_idt_vectoring_information():
+    m = guest(ring=3)
+    one_level_ept(m, {0: (0, EPT_RWX), CODE: (CODE, EPT_RWX), HANDLER: (HANDLER, EPT_RWX),
+                      KSTACK - isa.PAGE_SIZE: (KSTACK - isa.PAGE_SIZE, EPT_R)})
+    load(m, CODE, [0])                                  # opcode 0x00: #UD
+    install_handler(m, isa.VEC_UD, [encode(isa.OP_IRET)])
+    assert m.run(budget=10) == S.STOP_VM_EXIT
+    # the first push (old sp at KSP - 4) needs W on a read-only page
+    assert (m.exit_reason, m.exit_gpa, m.exit_gla) == (S.EXIT_EPT_VIOLATION, KSTACK - 4,
+                                                       KSTACK - 4)
+    assert (m.idt_vectoring, m.idt_vectoring_error) == (S.INJECT_VALID | isa.VEC_UD, 0)
+    assert (m.pc, m.cpl) == (CODE, 3)
+    assert m.counters[S.EV_TRAPS] == m.counters[S.EV_VECTOR_BASE + isa.VEC_UD] == 0
+
+
+def test_triple_fault_exits():
+    m = guest()
+    m.regs[isa.SP] = 0x20000                            # the frame lies beyond memory
+    load(m, CODE, [0])
+    install_handler(m, isa.VEC_UD, [encode(isa.OP_HLT)])
+    assert m.run(budget=10) == S.STOP_VM_EXIT
+    assert (m.exit_reason, m.stop_vector, m.pc) == (S.EXIT_TRIPLE_FAULT, isa.VEC_UD, CODE)
+
+
+def test_interrupt_exits():
+    m = guest(controls=S.CTL_EXTINT_EXITING)
+    m.timer_pending, m.if_ = 1, 0                       # taken whatever IF
+    load(m, CODE, [encode(isa.OP_NOP)])
+    assert m.run(budget=10) == S.STOP_VM_EXIT
+    assert (m.exit_reason, m.timer_pending, m.pc) == (S.EXIT_EXTERNAL_INTERRUPT, 0, CODE)
+    m = guest(controls=S.CTL_INTWIN_EXITING)
+    m.if_ = 1
+    assert m.run(budget=0) == S.STOP_VM_EXIT            # before the stop checks
+    assert m.exit_reason == S.EXIT_INTERRUPT_WINDOW
+
+
+def test_injected_page_fault_is_delivered_whatever_the_bitmap():
+    m = guest(bitmap=1 << isa.VEC_PF)
+    m.inject, m.inject_error, m.fault_addr = S.INJECT_VALID | isa.VEC_PF, 2, 0x4444
+    m.regs[isa.SP] = KSTACK
+    install_handler(m, isa.VEC_PF, [encode(isa.OP_HLT)])
+    assert m.run(budget=10) == S.STOP_HALT
+    assert m.inject == 0 and m.fault_addr == 0x4444     # the monitor set CR2
+    assert m.counters[S.EV_PAGE_FAULTS] == 1
+    assert word_at(m, KSTACK - 20) == 2 and word_at(m, KSTACK - 16) == CODE

@@ -112,7 +112,6 @@ from ..state import (
     INJECT_VALID,
     NUM_CTRL,
     STOP_BUDGET,
-    STOP_HALT,
     STOP_NAMES,
     STOP_TRIPLE_FAULT,
     STOP_UNHANDLED_TRAP,
