@@ -19,6 +19,15 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from containment import (
+    image,
+    map_beyond_ram,
+    paint_and_check,
+    ptbr_names_host_address,
+    same,
+    skip_gp,
+    write_beyond_ram,
+)
 from guest_programs import RAM, guest_programs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,21 +43,6 @@ from kernel_sim.monitors.translator import CO_EXIT, TC_VA
 EXAMPLES = int(os.environ.get("KERNEL_SIM_BT_EXAMPLES", "300"))
 COST = technique_costs("modern")
 EXIT = COST["monitor_entry"] + COST["monitor_return"]
-
-ARCH_EVENTS = ("instructions", "traps", "page_faults", "tlb_flushes", "invlpg", "io_in", "io_out",
-               "hlt", "idle_ticks", "cr_writes", "cr_reads", "privilege_faults", "sysret",
-               "iret", "blk_reads", "blk_writes", "console_dropped")
-
-
-def image(source: str, ram: int = RAM) -> ProgramImage:
-    return ProgramImage.from_program(assemble(source), ram_size=ram)
-
-
-def same(a, b) -> bool:
-    """Same guest-visible outcome: state digest, stop, console, and the architectural counts."""
-    return (a.state_digest, a.stop, a.console, a.traps, a.opcodes) == \
-        (b.state_digest, b.stop, b.console, b.traps, b.opcodes) and \
-        all(a.events[k] == b.events[k] for k in ARCH_EVENTS)
 
 
 def bt(img, **settings):
@@ -442,25 +436,9 @@ de:     ld   r9, [sp + 4]           ; the pc in the frame
     assert same(run_technique(img, "native"), r)
 
 
-SKIP_GP = """
-        li   r1, 0x1000
-        li   r2, skip
-        st   r2, [r1 + 4 * 13]
-        st   r2, [r1 + 4 * 14]
-        wrcr tvb, r1
-        li   sp, 0x8000
-        jmp  main
-skip:   push r1                     ; count the fault (r12) and its vector (r11), skip it
-        ld   r1, [sp + 4]
-        add  r11, r11, r1
-        ld   r1, [sp + 8]
-        addi r1, r1, 4
-        st   r1, [sp + 8]
-        addi r12, r12, 1
-        pop  r1
-        iret
-main:
-"""
+#: the fault-skipping prologue (containment.py) on a stack of its own, also summing the faults'
+#: error codes in r11
+SKIP_GP = skip_gp(stack=0x8000, sum_error_codes=True)
 
 
 def _tc_snapshot(mon):
@@ -588,27 +566,19 @@ spin:   addi r4, r4, -1             ; IF off: only the monitor's time slice gets
 
 
 # ---- trap_emulate's containment cases --------------------------------------------------------
-PATTERN = 0xA5C3F00D
-
-
 def run_contained(source: str, budget: int = 200_000, **settings):
-    """Boot, paint everything the guest must not touch, run, check nothing changed."""
+    """Boot, paint everything the guest must not touch, run, check nothing changed.
+
+    Painted: the frames of the monitor region the allocator has not handed out, besides the
+    guard region (containment.py).  Then the cache's own mapping is checked in every shadow.
+    """
     mon = BinaryTranslation(image(source), **settings)
     mon._boot()
     mem = mon.host.mem
-    painted = sorted(mon.allocator.free_list)
-    for frame in painted:
-        mem[frame >> 2:(frame >> 2) + 1024] = PATTERN
-    guard = slice((MONITOR_BYTES + RAM) >> 2, mon.layout.host_size >> 2)
-    mem[guard] = PATTERN
-    mon._run(budget)
-    result = mon.result()
-    untouched = [f for f in painted if f not in mon.allocator.ever_used]
-    assert untouched
-    for frame in untouched:
-        assert np.all(mem[frame >> 2:(frame >> 2) + 1024] == PATTERN), hex(frame)
-    assert np.all(mem[guard] == PATTERN)
-    assert mon.pager.check_containment() == []
+    with paint_and_check(mon, sorted(mon.allocator.free_list),
+                         containment=lambda: mon.pager.check_containment()):
+        mon._run(budget)
+        result = mon.result()
     # the cache's mapping: supervisor, read-only, the cache's own frames, in every shadow
     for sh in [mon.pager.phys, *mon.pager.shadows.values()]:
         root = int(mem[(sh.root >> 2) + (TC_VA >> 22)])
@@ -622,52 +592,19 @@ def run_contained(source: str, budget: int = 200_000, **settings):
 
 
 def test_guest_cannot_write_beyond_its_ram():
-    source = SKIP_GP + f"""
-        li   r2, 0xDEAD
-        li   r1, {RAM}
-        st   r2, [r1]
-        st   r2, [r1 + 4092]
-        li   r1, {RAM + MONITOR_BYTES}
-        st   r2, [r1]
-        li   r1, -{MONITOR_BYTES}
-        st   r2, [r1]
-        hlt
-"""
+    source, faults = write_beyond_ram([RAM, RAM + 4092, RAM + MONITOR_BYTES, -MONITOR_BYTES],
+                                      handler=SKIP_GP)
     mon, r = run_contained(source)
-    assert r.stop == "halt" and r.registers[12] == 4
+    assert r.stop == "halt" and r.registers[12] == faults
     assert same(run_technique(image(source), "native"), r)
 
 
 def test_guest_cannot_map_a_frame_beyond_its_ram():
-    source = SKIP_GP + f"""
-        li   r1, 0x11000
-        movi r2, 3
-        li   r3, {RAM}
-        li   r4, 4096
-fill:   st   r2, [r1]
-        addi r1, r1, 4
-        add  r2, r2, r4
-        bltu r2, r3, fill
-        li   r2, {RAM | 3}
-        st   r2, [r1]
-        li   r2, {(RAM + MONITOR_BYTES) | 3}
-        st   r2, [r1 + 4]
-        li   r1, 0x10000
-        li   r2, 0x11003
-        st   r2, [r1]
-        wrcr ptbr, r1
-        movi r1, 1
-        wrcr paging, r1
-        li   r2, 0xBAD
-        li   r1, {RAM}
-        st   r2, [r1]
-        ld   r3, [r1 + 8]
-        li   r1, {RAM + 4096}
-        st   r2, [r1]
-        hlt
-"""
+    source, faults = map_beyond_ram([RAM, RAM + MONITOR_BYTES],
+                                    [("st", RAM), ("ld", RAM + 8), ("st", RAM + 4096)],
+                                    handler=SKIP_GP)
     mon, r = run_contained(source)
-    assert r.stop == "halt" and r.registers[12] == 3
+    assert r.stop == "halt" and r.registers[12] == faults
     assert same(run_technique(image(source), "native"), r)
 
 
@@ -678,16 +615,7 @@ def test_guest_ptbr_naming_the_monitors_memory_reaches_only_guest_memory(what):
     # host addresses of the monitor's own things: a shadow root, the cache itself
     target = probe.pager.phys.root if what == "shadow_root" else probe.tc_base
     assert target < MONITOR_BYTES
-    source = SKIP_GP + f"""
-        li   r1, {target}
-        wrcr ptbr, r1               ; the guest names a host address ...
-        movi r1, 1
-        wrcr paging, r1             ; ... but it is a guest-physical address: guest memory
-        li   r2, 0x5EC
-        li   r1, {target}
-        st   r2, [r1]
-        hlt
-"""
+    source = ptbr_names_host_address(target, target, handler=SKIP_GP)
     mon, r = run_contained(source)
     assert same(run_technique(image(source), "native"), r)
 

@@ -20,7 +20,8 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from guest_programs import RAM, guest_programs
+from containment import image, same
+from guest_programs import guest_programs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +29,7 @@ from kernel_sim import isa
 from kernel_sim.asm import assemble
 from kernel_sim.guest import build_guest
 from kernel_sim.machine import Machine
-from kernel_sim.monitors import ProgramImage, run_technique
+from kernel_sim.monitors import run_technique
 from kernel_sim.monitors.hardware_assist import OPTIONAL_CONTROLS, HwEpt, HwShadow
 from kernel_sim.state import (
     C_CPL,
@@ -48,23 +49,6 @@ from kernel_sim.state import (
 from kernel_sim.vmx import Vmcs, VmEntryError, run_guest, vm_entry
 
 EXAMPLES = int(os.environ.get("KERNEL_SIM_HW_EXAMPLES", "300"))
-
-#: events the guest's own execution determines (the TLB's are the host's, so they differ)
-ARCH_EVENTS = ("instructions", "traps", "page_faults", "tlb_flushes", "invlpg", "io_in", "io_out",
-               "hlt", "idle_ticks", "cr_writes", "cr_reads", "privilege_faults", "sysret",
-               "iret", "blk_reads", "blk_writes", "console_dropped", "ptbr_writes",
-               "ptbr_reads", "paging_writes")
-
-
-def image(source: str, ram: int = RAM) -> ProgramImage:
-    return ProgramImage.from_program(assemble(source), ram_size=ram)
-
-
-def same(a, b) -> bool:
-    """Same guest-visible outcome: state digest, stop, console, and the architectural counts."""
-    return (a.state_digest, a.stop, a.console, a.traps, a.opcodes) == \
-        (b.state_digest, b.stop, b.console, b.traps, b.opcodes) and \
-        all(a.events[k] == b.events[k] for k in ARCH_EVENTS)
 
 
 @st.composite

@@ -8,18 +8,24 @@
   ``traps``).
 * **Required controls and bad settings are refused**, with a message that says why.
 * **The VMCS holds what the settings asked for** (VMREAD after boot).
-* **Resource control.**  The attacks of test_trap_emulate.py (write beyond the RAM, map a frame
-  beyond it, name the monitor's own tables as a PTBR, spin with interrupts off) under both
-  memory modes: the monitor's unused frames, the rest of the VMCS page and a guard region stay
-  untouched, the shadow or nested tables map only the guest's RAM, and the guest sees what the
-  bare machine shows it.
+* **Resource control.**  The attacks of test_trap_emulate.py (built by containment.py: write
+  beyond the RAM, map a frame beyond it, name the monitor's own tables as a PTBR; and spinning
+  with interrupts off), aimed at the VMCS page as well, under both memory modes: the monitor's
+  unused frames, the rest of the VMCS page and a guard region stay untouched, the shadow or
+  nested tables map only the guest's RAM, and the guest sees what the bare machine shows it.
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from containment import (
+    image,
+    map_beyond_ram,
+    paint_and_check,
+    ptbr_names_host_address,
+    same,
+    write_beyond_ram,
+)
 from guest_programs import RAM
-from test_trap_emulate import PATTERN, SKIP_GP, image, same
 
 from kernel_sim import isa
 from kernel_sim.guest import build_guest
@@ -294,32 +300,25 @@ _WRITTEN = (set(VMCS_AREAS["guest-state"]) | set(VMCS_AREAS["exit-information"])
 
 
 def run_contained(mode: str, source: str, budget: int = 200_000, **settings):
-    """Boot, paint everything the guest must not touch, run, check that nothing changed."""
+    """Boot, paint everything the guest must not touch, run, check that nothing changed.
+
+    Painted (containment.py): the frames of the monitor region the allocator has not handed
+    out, the rest of the VMCS page past its last field, and the guard region.  The VMCS fields
+    nobody writes while the guest runs must keep their values.
+    """
     mon = MODES[mode](image(source), **settings)
     mon._boot()
-    mem = mon.host.mem
-    free = sorted(mon.allocator.free_list)
-    for frame in free:
-        mem[frame >> 2:(frame >> 2) + 1024] = PATTERN
     vmcs = VMCS_ADDRESS >> 2
-    kept = {f: mon.vmcs.read(f) for f in FIELDS if f not in _WRITTEN}
-    controls = mon.vmcs.read("EXEC_CONTROLS")
-    mem[vmcs + len(FIELDS):vmcs + 1024] = PATTERN             # past the last field
-    guard = slice((MONITOR_BYTES + RAM) >> 2, mon.layout.host_size >> 2)
-    assert guard.stop > guard.start
-    mem[guard] = PATTERN
-    mon._run(budget)
-    result = mon.result()
-    untouched = [f for f in free if f not in mon.allocator.ever_used]
-    assert untouched, "the check needs frames the monitor never used"
-    for frame in untouched:
-        assert np.all(mem[frame >> 2:(frame >> 2) + 1024] == PATTERN), hex(frame)
-    assert np.all(mem[vmcs + len(FIELDS):vmcs + 1024] == PATTERN)
+    vmcs_tail = slice(vmcs + len(FIELDS), vmcs + 1024)         # past the last field
+    with paint_and_check(mon, sorted(mon.allocator.free_list), regions=[vmcs_tail],
+                         containment=mon.check_containment):
+        kept = {f: mon.vmcs.read(f) for f in FIELDS if f not in _WRITTEN}
+        controls = mon.vmcs.read("EXEC_CONTROLS")
+        mon._run(budget)
+        result = mon.result()
     assert {f: mon.vmcs.read(f) for f in kept} == kept
     window = CONTROLS["interrupt_window_exiting"]
     assert mon.vmcs.read("EXEC_CONTROLS") & ~window == controls
-    assert np.all(mem[guard] == PATTERN)
-    assert mon.check_containment() == []
     return mon, result
 
 
@@ -329,59 +328,28 @@ def _native(source):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_guest_cannot_write_beyond_its_ram_with_paging_off(mode):
-    source = SKIP_GP + f"""
-        li   r2, 0xDEAD
-        li   r1, {RAM}
-        st   r2, [r1]               ; first word after the guest's RAM
-        st   r2, [r1 + 4092]
-        li   r1, {RAM + MONITOR_BYTES}
-        st   r2, [r1]
-        li   r1, {VMCS_ADDRESS}      ; the VMCS's host address, as a guest address
-        st   r2, [r1]
-        li   r1, -{MONITOR_BYTES}    ; wraps to the top of the address space
-        st   r2, [r1]
-        hlt
-"""
+    source, faults = write_beyond_ram([
+        RAM,                        # first word after the guest's RAM
+        RAM + 4092,
+        RAM + MONITOR_BYTES,
+        VMCS_ADDRESS,               # the VMCS's host address, as a guest address
+        -MONITOR_BYTES,             # wraps to the top of the address space
+    ])
     mon, r = run_contained(mode, source)
-    assert r.stop == "halt" and r.registers[12] == 5 and r.traps["general_protection"] == 5
+    assert r.stop == "halt" and r.registers[12] == faults
+    assert r.traps["general_protection"] == faults
     assert same(_native(source), r)
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_guest_cannot_map_a_frame_beyond_its_ram(mode):
-    source = SKIP_GP + f"""
-        li   r1, 0x11000            ; PT0: identity map of RAM ...
-        movi r2, 3
-        li   r3, {RAM}
-        li   r4, 4096
-fill:   st   r2, [r1]
-        addi r1, r1, 4
-        add  r2, r2, r4
-        bltu r2, r3, fill
-        li   r2, {RAM | 3}           ; ... plus the frame right after it
-        st   r2, [r1]
-        li   r2, {(RAM + MONITOR_BYTES) | 3}
-        st   r2, [r1 + 4]
-        li   r2, {VMCS_ADDRESS | 3}  ; ... and the VMCS's host address
-        st   r2, [r1 + 8]
-        li   r1, 0x10000
-        li   r2, 0x11003
-        st   r2, [r1]
-        wrcr ptbr, r1
-        movi r1, 1
-        wrcr paging, r1
-        li   r2, 0xBAD
-        li   r1, {RAM}
-        st   r2, [r1]
-        ld   r3, [r1 + 8]
-        li   r1, {RAM + 4096}
-        st   r2, [r1]
-        li   r1, {RAM + 8192}
-        st   r2, [r1]
-        hlt
-"""
+    # the frame right after the RAM, one a monitor region further, and the VMCS's host address
+    source, faults = map_beyond_ram([RAM, RAM + MONITOR_BYTES, VMCS_ADDRESS],
+                                    [("st", RAM), ("ld", RAM + 8), ("st", RAM + 4096),
+                                     ("st", RAM + 8192)])
     mon, r = run_contained(mode, source)
-    assert r.stop == "halt" and r.registers[12] == 4 and r.traps["general_protection"] == 4
+    assert r.stop == "halt" and r.registers[12] == faults
+    assert r.traps["general_protection"] == faults
     assert same(_native(source), r)
 
 
@@ -392,16 +360,7 @@ def test_guest_ptbr_naming_the_monitors_tables_reaches_only_guest_memory(mode):
     # host address of the monitor's own top table: the shadow root or the EPT root
     root = probe.pager.phys.root if mode == "hw_shadow" else probe.nested.root
     assert root < MONITOR_BYTES
-    source = SKIP_GP + f"""
-        li   r1, {root}
-        wrcr ptbr, r1               ; the guest names a host address ...
-        movi r1, 1
-        wrcr paging, r1             ; ... but it is a guest-physical address
-        li   r2, 0x5EC
-        li   r1, {VMCS_ADDRESS}
-        st   r2, [r1]
-        hlt
-"""
+    source = ptbr_names_host_address(root, VMCS_ADDRESS)
     mon, r = run_contained(mode, source)
     native = _native(source)
     assert same(native, r)

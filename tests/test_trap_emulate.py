@@ -21,6 +21,14 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from containment import (
+    image,
+    map_beyond_ram,
+    paint_and_check,
+    ptbr_names_host_address,
+    same,
+    write_beyond_ram,
+)
 from guest_programs import RAM, guest_programs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,23 +42,6 @@ from kernel_sim.monitors.trap_emulate import MONITOR_TVB, TrapEmulate
 EXAMPLES = int(os.environ.get("KERNEL_SIM_TE_EXAMPLES", "300"))
 COST = technique_costs("modern")
 EXIT = COST["monitor_entry"] + COST["monitor_return"]
-
-
-def image(source: str, ram: int = RAM) -> ProgramImage:
-    return ProgramImage.from_program(assemble(source), ram_size=ram)
-
-
-#: events the guest's own execution determines (the TLB's are the host's, so they differ)
-ARCH_EVENTS = ("instructions", "traps", "page_faults", "tlb_flushes", "invlpg", "io_in", "io_out",
-               "hlt", "idle_ticks", "cr_writes", "cr_reads", "privilege_faults", "sysret",
-               "iret", "blk_reads", "blk_writes", "console_dropped")
-
-
-def same(a, b) -> bool:
-    """Same guest-visible outcome: state digest, stop, console, and the architectural counts."""
-    return (a.state_digest, a.stop, a.console, a.traps, a.opcodes) == \
-        (b.state_digest, b.stop, b.console, b.traps, b.opcodes) and \
-        all(a.events[k] == b.events[k] for k in ARCH_EVENTS)
 
 
 # ==== equivalence ===============================================================================
@@ -299,99 +290,42 @@ def test_shadow_roots_are_cached_per_guest_ptbr():
 
 
 # ==== resource control =========================================================================
-PATTERN = 0xA5C3F00D
-
-
 def run_contained(source: str, budget: int = 200_000, **settings):
-    """Boot, paint everything the guest must not touch, run, and check nothing changed."""
+    """Boot, paint everything the guest must not touch, run, and check nothing changed.
+
+    Painted: the frames of the monitor region the allocator has not handed out, and the
+    monitor's own vector table (MONITOR_TVB), besides the guard region (containment.py).
+    """
     mon = TrapEmulate(image(source), strict=True, **settings)
     mon._boot()
-    mem = mon.host.mem
-    free = sorted(mon.allocator.free_list)
-    painted = free + [MONITOR_TVB]
-    for frame in painted:
-        mem[frame >> 2:(frame >> 2) + 1024] = PATTERN
-    guard = slice((MONITOR_BYTES + RAM) >> 2, mon.layout.host_size >> 2)
-    assert guard.stop > guard.start
-    mem[guard] = PATTERN
-    mon._run(budget)
-    result = mon.result()
-    untouched = [f for f in painted if f not in mon.allocator.ever_used]
-    assert untouched, "the check needs frames the monitor never used"
-    for frame in untouched:
-        assert np.all(mem[frame >> 2:(frame >> 2) + 1024] == PATTERN), hex(frame)
-    assert np.all(mem[guard] == PATTERN)
-    assert mon.pager.check_containment() == []
+    painted = sorted(mon.allocator.free_list) + [MONITOR_TVB]
+    with paint_and_check(mon, painted, containment=lambda: mon.pager.check_containment()):
+        mon._run(budget)
+        result = mon.result()
     return mon, result
 
 
-SKIP_GP = """
-        li   r1, 0x1000
-        li   r2, skip
-        st   r2, [r1 + 4 * 13]
-        st   r2, [r1 + 4 * 14]
-        wrcr tvb, r1
-        jmp  main
-skip:   push r1                     ; skip the faulting instruction, count it
-        ld   r1, [sp + 8]
-        addi r1, r1, 4
-        st   r1, [sp + 8]
-        addi r12, r12, 1
-        pop  r1
-        iret
-main:
-"""
-
-
 def test_guest_cannot_write_beyond_its_ram_with_paging_off():
-    source = SKIP_GP + f"""
-        li   r2, 0xDEAD
-        li   r1, {RAM}
-        st   r2, [r1]               ; first word after the guest's RAM: host guard page
-        st   r2, [r1 + 4092]
-        li   r1, {RAM + MONITOR_BYTES}
-        st   r2, [r1]
-        li   r1, 0xFFFFFFF0
-        st   r2, [r1]
-        li   r1, -{MONITOR_BYTES}    ; wraps to the top of the address space
-        st   r2, [r1]
-        hlt
-"""
+    source, faults = write_beyond_ram([
+        RAM,                        # first word after the guest's RAM: host guard page
+        RAM + 4092,
+        RAM + MONITOR_BYTES,
+        0xFFFFFFF0,
+        -MONITOR_BYTES,             # wraps to the top of the address space
+    ])
     mon, r = run_contained(source)
-    assert r.stop == "halt" and r.registers[12] == 5 and r.traps["general_protection"] == 5
+    assert r.stop == "halt" and r.registers[12] == faults
+    assert r.traps["general_protection"] == faults
     assert same(run_technique(image(source), "native", strict=True), r)
 
 
 def test_guest_cannot_map_a_frame_beyond_its_ram():
-    source = SKIP_GP + f"""
-        li   r1, 0x11000            ; PT0: identity map of RAM ...
-        movi r2, 3
-        li   r3, {RAM}
-        li   r4, 4096
-fill:   st   r2, [r1]
-        addi r1, r1, 4
-        add  r2, r2, r4
-        bltu r2, r3, fill
-        li   r2, {RAM | 3}           ; ... plus the frame right after it (the host's guard page)
-        st   r2, [r1]
-        li   r2, {(RAM + MONITOR_BYTES) | 3}
-        st   r2, [r1 + 4]
-        li   r1, 0x10000
-        li   r2, 0x11003
-        st   r2, [r1]
-        wrcr ptbr, r1
-        movi r1, 1
-        wrcr paging, r1
-        li   r2, 0xBAD
-        li   r1, {RAM}
-        st   r2, [r1]
-        ld   r3, [r1 + 8]
-        li   r1, {RAM + 4096}
-        st   r2, [r1]
-        hlt
-"""
+    # the frame right after the RAM (the host's guard page) and one a monitor region further
+    source, faults = map_beyond_ram([RAM, RAM + MONITOR_BYTES],
+                                    [("st", RAM), ("ld", RAM + 8), ("st", RAM + 4096)])
     mon, r = run_contained(source)
-    assert r.stop == "halt" and r.registers[12] == 3 and r.traps["general_protection"] == 3
+    assert r.stop == "halt" and r.registers[12] == faults
+    assert r.traps["general_protection"] == faults
     assert same(run_technique(image(source), "native", strict=True), r)
 
 
@@ -400,16 +334,7 @@ def test_guest_ptbr_naming_the_monitors_tables_reaches_only_guest_memory():
     probe._boot()
     root = probe.pager.phys.root            # host address of the monitor's shadow root
     assert root < MONITOR_BYTES
-    source = SKIP_GP + f"""
-        li   r1, {root}
-        wrcr ptbr, r1               ; the guest names a host address ...
-        movi r1, 1
-        wrcr paging, r1             ; ... but it is a guest-physical address: guest memory
-        li   r2, 0x5EC
-        li   r1, {MONITOR_TVB}
-        st   r2, [r1]
-        hlt
-"""
+    source = ptbr_names_host_address(root, MONITOR_TVB)
     mon, r = run_contained(source)
     native = run_technique(image(source), "native", strict=True)
     assert same(native, r)
