@@ -21,6 +21,30 @@ from pathlib import Path
 
 import pytest
 
+def _hypothesis_without_local_constants() -> None:
+    """Make every derandomized Hypothesis batch draw the same examples, alone or in the suite.
+
+    Recent Hypothesis versions mix literal constants found in the *local modules loaded so far*
+    (here: the test modules, and the package when it is installed editable) into the data they
+    generate.  A derandomized batch then draws different examples depending on which test
+    modules were collected or imported before it -- the VMX differential batch found a rare
+    case when run alone and missed it inside the whole suite.  The coverage checks of the
+    generated batches must not depend on that, so the pool of local constants is pinned empty
+    (Hypothesis's built-in constants are still used).  This reaches into a private module; if
+    a Hypothesis release moves it, nothing is patched and the tests run as before.
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+        from hypothesis.internal.constants_ast import Constants
+    except ImportError:            # another Hypothesis layout: leave it alone
+        return
+    if callable(getattr(providers, "_get_local_constants", None)):
+        empty = Constants()
+        providers._get_local_constants = lambda: empty
+
+
+_hypothesis_without_local_constants()
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BROWSER_DIR = Path(__file__).resolve().parent / "browser"
 
