@@ -204,7 +204,7 @@ def vm_entry(ctrl: np.ndarray, tlb: np.ndarray, vmcs: Vmcs) -> None:
     if controls & CTL_ENABLE_VPID and vmcs.read("VPID") == 0:
         raise VmEntryError("enable_vpid is set but the VPID is 0 (0 belongs to the host)")
     info = vmcs.read("ENTRY_INTR_INFO")
-    if info & INJECT_VALID and (info & 0xFF) in (isa.VEC_TIMER,) and not vmcs.read("GUEST_IF"):
+    if info & INJECT_VALID and (info & 0xFF) == isa.VEC_TIMER and not vmcs.read("GUEST_IF"):
         raise VmEntryError("cannot inject an external interrupt while the guest's IF is 0")
     for name, idx in _GUEST_STATE:
         ctrl[idx] = vmcs.read(name)

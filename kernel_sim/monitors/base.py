@@ -57,7 +57,7 @@ from .. import isa
 from ..costs import technique_costs
 from ..machine import Machine, architectural_state_of, user_pages_of
 from ..results import TechniqueResult
-from ..state import C_CPL, C_PC
+from ..state import C_CPL, C_PC, EV_BLK_READS, EV_BLK_WRITES
 
 #: Guest machine defaults (the course's guest OS is built for these).
 GUEST_LEVELS = 2
@@ -232,6 +232,23 @@ class Monitor:
         spent = cycles if cycles is not None else (n * self.cost[cost_name] if cost_name else 0)
         self.event_cycles[reason] += spent
         self.cycles[category] += spent
+
+    def emulate_charged(self, vcpu, reason: str, word: int):
+        """``vcpu.emulate(word)``; an IN or OUT also charges the device model (``device_io``) and
+        every disk sector it moved (``blk_sector``) to ``reason``, category ``devices``.
+
+        Returns what :meth:`~kernel_sim.monitors.vcpu.VirtualCPU.emulate` returns.
+        """
+        if (word >> 24) & 0xFF not in (isa.OP_IN, isa.OP_OUT):
+            return vcpu.emulate(word)
+        self.count(reason, n=0, cycles=self.cost["device_io"], category="devices")
+        counters = vcpu.counters
+        before = counters[EV_BLK_READS] + counters[EV_BLK_WRITES]
+        fault = vcpu.emulate(word)
+        moved = int(counters[EV_BLK_READS] + counters[EV_BLK_WRITES] - before)
+        if moved:
+            self.count(reason, n=0, cycles=moved * self.cost["blk_sector"], category="devices")
+        return fault
 
     # ---- the interface ----------------------------------------------------------------------
     def run(self, count: int = DEFAULT_BUDGET) -> TechniqueResult:

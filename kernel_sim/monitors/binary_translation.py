@@ -106,8 +106,6 @@ from ..state import (
     C_TICKS,
     C_TIMER_DEADLINE,
     C_TVB,
-    EV_BLK_READS,
-    EV_BLK_WRITES,
     EV_INSTRUCTIONS,
     STOP_BUDGET,
     STOP_NAMES,
@@ -537,16 +535,7 @@ class BinaryTranslation(TrapEmulate):
             name = _CALLOUT_EMULATE[op]
             self._callout_cost(name, "emulate")
             gen = self.tc_gen
-            if op == isa.OP_IN or op == isa.OP_OUT:
-                self.count(name, n=0, cycles=self.cost["device_io"], category="devices")
-                blk = v.counters[EV_BLK_READS] + v.counters[EV_BLK_WRITES]
-                fault = v.emulate(word)
-                moved = int(v.counters[EV_BLK_READS] + v.counters[EV_BLK_WRITES] - blk)
-                if moved:
-                    self.count(name, n=0, cycles=moved * self.cost["blk_sector"],
-                               category="devices")
-            else:
-                fault = v.emulate(word)
+            fault = self.emulate_charged(v, name, word)
             if fault is not None:
                 v.deliver(fault[0], fault[1], pc)
             elif op not in _ENDS and vc[C_CPL] == 0 and vc[C_PC] == (pc + 4) & MASK32:

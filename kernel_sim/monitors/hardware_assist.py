@@ -68,6 +68,7 @@ import numpy as np
 from .. import isa
 from ..costs import CPU_PRESETS
 from ..machine import Machine
+from ..mmu import EPTQ_FETCH, EPTQ_FINAL, EPTQ_WRITE, invalidate_page
 from ..results import TechniqueResult
 from ..state import (
     C_CPL,
@@ -87,8 +88,6 @@ from ..state import (
     C_TIMER_PENDING,
     C_TIMER_PERIOD,
     C_TVB,
-    EV_BLK_READS,
-    EV_BLK_WRITES,
     EV_IDLE_TICKS,
     EV_INSTRUCTIONS,
     EV_NESTED_REFS,
@@ -272,6 +271,7 @@ class HardwareAssist(Monitor):
         v = self.vcpu = VirtualCPU(h.regs, h.mem, base, ram, h.disk, levels=self.levels,
                                    strict=self.strict)
         v.reset(image.entry)
+        v.counts_page_faults = False         # the CPU counts each #PF it delivers
         self.allocator = FrameAllocator(h.mem, isa.PAGE_SIZE, VMCS_ADDRESS)
         vmcs = self.vmcs = Vmcs(h.mem, VMCS_ADDRESS)
         if self.name == "hw_shadow":
@@ -368,13 +368,6 @@ class HardwareAssist(Monitor):
         self.vcpu.ctrl[C_FAULT_ADDR] = va
         self._inject(isa.VEC_PF, err)
 
-    def _inject_fault(self, fault: tuple) -> None:
-        """Inject a fault the software walker raised: it already set CR2 and counted a page
-        fault, which the CPU counts again when it delivers it -- so take that count back."""
-        if fault[0] == isa.VEC_PF:
-            self.vcpu.counters[EV_PAGE_FAULTS] -= 1
-        self._inject(*fault)
-
     def _pending_injection(self) -> bool:
         return bool(self.vmcs.read("ENTRY_INTR_INFO") & INJECT_VALID)
 
@@ -469,13 +462,8 @@ class HardwareAssist(Monitor):
         """HLT, I/O, CR access, INVLPG: perform the instruction on the virtual CPU."""
         v = self.vcpu
         if reason == EXIT_IO_INSTRUCTION:
-            self._exit_cost(label, "device_io", "devices")
-            blk = v.counters[EV_BLK_READS] + v.counters[EV_BLK_WRITES]
-            fault = v.emulate(word)
-            moved = int(v.counters[EV_BLK_READS] + v.counters[EV_BLK_WRITES] - blk)
-            if moved:
-                self.count(label, n=0, cycles=moved * self.cost["blk_sector"],
-                           category="devices")
+            self._exit_cost(label)
+            fault = self.emulate_charged(v, label, word)   # device_io and disk sectors
         else:
             self._exit_cost(label, "emulate")
             flushes = int(v.counters[EV_TLB_FLUSHES])
@@ -483,7 +471,7 @@ class HardwareAssist(Monitor):
             if self.nested is not None and fault is None:
                 self._nested_tlb_effect(word, flushes)
         if fault is not None:                # a fault the instruction raises natively
-            self._inject_fault(fault)
+            self._inject(*fault)
 
     def _nested_tlb_effect(self, word: int, flushes: int) -> None:
         """hw_ept with an optional exiting control: an emulated WRCR/INVLPG must do to the real
@@ -493,7 +481,6 @@ class HardwareAssist(Monitor):
         if int(self.vcpu.counters[EV_TLB_FLUSHES]) != flushes:
             h.tlb[:] = 0
         elif op == isa.OP_INVLPG:
-            from ..mmu import invalidate_page
             va = int(h.regs[(word >> 20) & 15])
             tag = ((GUEST_VPID if self.vpid else 0) << 12) | (int(vc[C_PTBR]) & 0xFFF)
             invalidate_page(va, tag, h.tlb, (len(h.tlb) >> 1) - 1)
@@ -505,7 +492,7 @@ class HardwareAssist(Monitor):
         acc = ACC_WRITE if err & isa.PF_WRITE else ACC_FETCH if err & isa.PF_FETCH else ACC_READ
         cpl = 3 if err & isa.PF_USER else 0
         refs = v.walk_refs
-        saved = (int(v.counters[EV_PAGE_FAULTS]), int(v.ctrl[C_FAULT_ADDR]))
+        cr2 = int(v.ctrl[C_FAULT_ADDR])
         kind, fvec, ferr = self.pager.page_fault(va, acc, cpl)
         refs = v.walk_refs - refs
         pc = int(v.ctrl[C_PC])
@@ -516,18 +503,19 @@ class HardwareAssist(Monitor):
         elif kind == "pt_write":
             self._exit_cost(label, "shadow_pt_write", "memory", walk_refs=refs)
             if idt & INJECT_VALID:           # a trap frame pushed onto a guest page table:
-                v.deliver(idt & 0xFF, self.vmcs.read("IDT_VECTORING_ERROR"), pc)  # in software
+                self._count_interrupted_page_fault(idt)   # deliver it in software
+                v.deliver(idt & 0xFF, self.vmcs.read("IDT_VECTORING_ERROR"), pc)
             else:
                 fault = emulate_store(v, self._fetch(pc), host_if=int(v.ctrl[C_IF]),
                                       known_va=va, known_gpa=fvec)
                 if fault is not None:
-                    self._inject_fault(fault)
+                    self._inject(*fault)
         else:                                # the guest's own fault or a bus error
             self._exit_cost(label, "shadow_fill", "memory", walk_refs=refs)
             if idt & INJECT_VALID:           # natively: a fault while delivering a trap
-                v.counters[EV_PAGE_FAULTS], v.ctrl[C_FAULT_ADDR] = saved
+                v.ctrl[C_FAULT_ADDR] = cr2       # (the walk set CR2 for a fault never raised)
                 self._delivery_failed(idt)
-            self._inject_fault((fvec, ferr))
+            self._inject(fvec, ferr)         # (a #PF: the walk set CR2)
 
     def _delivery_failed(self, idt: int) -> None:
         """A fault while delivering the event ``idt``: the bare machine stops (triple fault).
@@ -537,9 +525,14 @@ class HardwareAssist(Monitor):
         counters = self.vcpu.counters
         counters[EV_VECTOR_BASE + vec] += 1
         counters[EV_TRAPS] += 1
-        if vec == isa.VEC_PF:
-            counters[EV_PAGE_FAULTS] += 1
+        self._count_interrupted_page_fault(idt)
         raise Stop(STOP_TRIPLE_FAULT, vec, self.vmcs.read("IDT_VECTORING_ERROR"))
+
+    def _count_interrupted_page_fault(self, idt: int) -> None:
+        """The CPU counts a #PF when it delivers it; one whose delivery exited and that the
+        monitor finishes otherwise (in software, or as a triple fault) is counted here."""
+        if idt & 0xFF == isa.VEC_PF:
+            self.vcpu.counters[EV_PAGE_FAULTS] += 1
 
     def _reinject(self, idt: int) -> None:
         vec = idt & 0xFF
@@ -559,7 +552,6 @@ class HardwareAssist(Monitor):
         if idt & INJECT_VALID:
             self._delivery_failed(idt)
         qual = vm.read("EXIT_QUALIFICATION")
-        from ..mmu import EPTQ_FETCH, EPTQ_FINAL, EPTQ_WRITE
         if qual & EPTQ_FINAL:
             acc = ACC_WRITE if qual & EPTQ_WRITE else ACC_FETCH if qual & EPTQ_FETCH else ACC_READ
         else:

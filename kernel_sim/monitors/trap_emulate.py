@@ -70,8 +70,6 @@ from ..state import (
     C_TIMER_PENDING,
     C_TIMER_PERIOD,
     C_TVB,
-    EV_BLK_READS,
-    EV_BLK_WRITES,
     EV_IDLE_TICKS,
     EV_INSTRUCTIONS,
     EV_OP_BASE,
@@ -297,16 +295,7 @@ class TrapEmulate(Monitor):
                 return
             name = _EMULATE[op]
             self._charge(name, "emulate", "emulation")
-            if op == isa.OP_IN or op == isa.OP_OUT:
-                self.count(name, n=0, cycles=self.cost["device_io"], category="devices")
-                blk = v.counters[EV_BLK_READS] + v.counters[EV_BLK_WRITES]
-                fault = v.emulate(word)
-                moved = int(v.counters[EV_BLK_READS] + v.counters[EV_BLK_WRITES] - blk)
-                if moved:
-                    self.count(name, n=0, cycles=moved * self.cost["blk_sector"],
-                               category="devices")
-            else:
-                fault = v.emulate(word)
+            fault = self.emulate_charged(v, name, word)
             if fault is not None:
                 v.deliver(fault[0], fault[1], pc)
         elif vec == isa.VEC_TIMER:

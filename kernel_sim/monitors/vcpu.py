@@ -166,6 +166,9 @@ class VirtualCPU:
         self.console = bytearray()
         self.console_size = console_size
         self.walk_refs = 0
+        #: count a page fault when the software walker raises one (False under hardware
+        #: assist: there the CPU counts each #PF as it delivers it to the guest)
+        self.counts_page_faults = True
         self.watched: set = set()
         self.on_watched_write: Callable[[int], None] | None = None
         self.on_paging_change: Callable[[], None] | None = None
@@ -263,7 +266,8 @@ class VirtualCPU:
         if code == BUS_ERROR:
             return isa.VEC_GP, 0
         self.ctrl[C_FAULT_ADDR] = va
-        self.counters[EV_PAGE_FAULTS] += 1
+        if self.counts_page_faults:
+            self.counters[EV_PAGE_FAULTS] += 1
         return isa.VEC_PF, -1 - code
 
     def _access(self, va: int, acc: int) -> int:
