@@ -1,5 +1,23 @@
-"""The check() helper: right, wrong, hints, unknown ids, odd answers."""
-from kernel_sim.exercises import Verdict, check, exercise, exercises
+"""The check() helper: right, wrong, hints, unknown ids, odd answers; every master's solutions."""
+import pytest
+from masters import master_solutions
+
+from kernel_sim.exercises import Verdict, check, exercise, exercises, verdict
+
+#: notebooks whose solution cells run on their own, and their exercises (four each)
+MASTER_EXERCISES = {n: [f"{n}.{k}" for k in range(1, 5)]
+                    for n in ("03", "04", "05", "06", "07", "08")}
+
+
+@pytest.mark.parametrize("number", sorted(MASTER_EXERCISES))
+def test_every_exercise_of_the_master_has_a_solution_its_checker_accepts(number):
+    solutions = master_solutions(number)
+    assert sorted(solutions) == MASTER_EXERCISES[number]
+    assert sorted(k for k in exercises() if k.startswith(number + ".")) == \
+        MASTER_EXERCISES[number]
+    for ex_id, answer in solutions.items():
+        v = verdict(ex_id, answer)
+        assert v.ok, f"{ex_id}: {v.message}"
 
 
 @exercise("99.1", "test exercise: the answer is 42", hints=["think of Douglas Adams",

@@ -25,16 +25,6 @@ def master_solutions() -> dict:
 SOLUTIONS = master_solutions()
 
 
-def test_the_master_has_four_exercises_with_solutions():
-    assert sorted(SOLUTIONS) == ["04.1", "04.2", "04.3", "04.4"]
-
-
-@pytest.mark.parametrize("ex_id", ["04.1", "04.2", "04.3", "04.4"])
-def test_checker_accepts_the_masters_solution(ex_id):
-    v = verdict(ex_id, SOLUTIONS[ex_id])
-    assert v.ok, v.message
-
-
 @pytest.mark.parametrize("ex_id, wrong", [
     ("04.1", "translate"), ("04.1", "bochs"), ("04.1", 1),
     ("04.2", (1, 100)), ("04.2", (0, 99)), ("04.2", (0, 200)), ("04.2", 100), ("04.2", "0, 100"),
