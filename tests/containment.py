@@ -119,6 +119,23 @@ def write_beyond_ram(addresses: Sequence[int], handler: str = SKIP_GP,
     return source, len(addresses)
 
 
+def identity_map(ram: str = "{RAM}", perms: int = 3) -> str:
+    """Assembly that fills the page table at 0x11000 (the tests' PT0) so that it maps every
+    page of the guest's RAM to itself with PTE bits ``perms`` (3: present and writable, 7: also
+    user).  ``ram`` is the RAM size as assembly text; the default leaves a ``{RAM}`` field for
+    ``str.format``.  Defines the label ``fill``; leaves r1 at the entry after the last page."""
+    return f"""\
+        li   r1, 0x11000            ; PT0: identity map of RAM
+        movi r2, {perms}
+        li   r3, {ram}
+        li   r4, 4096
+fill:   st   r2, [r1]
+        addi r1, r1, 4
+        add  r2, r2, r4
+        bltu r2, r3, fill
+"""
+
+
 def map_beyond_ram(extra_frames: Sequence[int], touches: Sequence[tuple[str, int]],
                    handler: str = SKIP_GP, ram: int = RAM) -> tuple[str, int]:
     """A guest whose page table maps frames it does not own, and then touches them.
@@ -152,15 +169,8 @@ def map_beyond_ram(extra_frames: Sequence[int], touches: Sequence[tuple[str, int
     accesses = "".join(f"""
         li   r1, {va:#x}
         {"st   r2, [r1]" if op == "st" else "ld   r3, [r1]"}""" for op, va in touches)
-    source = handler + f"""
-        li   r1, 0x11000            ; PT0: identity map of RAM ...
-        movi r2, 3
-        li   r3, {ram:#x}
-        li   r4, 4096
-fill:   st   r2, [r1]
-        addi r1, r1, 4
-        add  r2, r2, r4
-        bltu r2, r3, fill           ; r1: the entry of virtual page {ram:#x}{entries}
+    source = handler + identity_map(f"{ram:#x}") + f"""\
+        ; r1: the entry of virtual page {ram:#x}{entries}
         li   r1, 0x10000
         li   r2, 0x11003
         st   r2, [r1]

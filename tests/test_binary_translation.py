@@ -20,6 +20,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from containment import (
+    identity_map,
     image,
     map_beyond_ram,
     paint_and_check,
@@ -367,15 +368,7 @@ data:   .word 0
 PT_LOOP = """
 PD = 0x10000
 PT0 = 0x11000
-        li   r1, PT0                ; identity-map all RAM (supervisor, writable)
-        movi r2, 3
-        li   r3, {RAM}
-        li   r4, 4096
-fill:   st   r2, [r1]
-        addi r1, r1, 4
-        add  r2, r2, r4
-        bltu r2, r3, fill
-        li   r1, PD
+""" + identity_map() + """        li   r1, PD
         li   r2, PT0 | 3
         st   r2, [r1]
         wrcr ptbr, r1
@@ -489,15 +482,7 @@ USER_ENTRY = """
 
 def test_user_code_cannot_reach_the_cache_either():
     paging = f"""
-        li   r1, 0x11000            ; identity map of RAM, user-accessible
-        movi r2, 7
-        li   r3, {RAM}
-        li   r4, 4096
-fill:   st   r2, [r1]
-        addi r1, r1, 4
-        add  r2, r2, r4
-        bltu r2, r3, fill
-        li   r1, 0x10000
+{identity_map(RAM, perms=7)}        li   r1, 0x10000
         li   r2, 0x11007
         st   r2, [r1]
         wrcr ptbr, r1

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import pytest
 from containment import (
+    identity_map,
     image,
     map_beyond_ram,
     paint_and_check,
@@ -55,15 +56,7 @@ K = 7
 CR_PROBE = f"""
 PD = 0x10000
 PT0 = 0x11000
-        li   r1, PT0
-        movi r2, 3
-        li   r3, {RAM}
-        li   r4, 4096
-fill:   st   r2, [r1]
-        addi r1, r1, 4
-        add  r2, r2, r4
-        bltu r2, r3, fill
-        li   r1, PD
+{identity_map(RAM)}        li   r1, PD
         li   r2, PT0 | 3
         st   r2, [r1]
         wrcr ptbr, r1

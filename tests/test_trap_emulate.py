@@ -22,6 +22,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from containment import (
+    identity_map,
     image,
     map_beyond_ram,
     paint_and_check,
@@ -202,15 +203,7 @@ def test_each_extra_user_system_call_costs_one_reflect_and_one_iret():
 TOUCH = """
 PD = 0x10000
 PT0 = 0x11000
-        li   r1, PT0                ; identity-map all RAM (supervisor, writable)
-        movi r2, 3
-        li   r3, {RAM}
-        li   r4, 4096
-fill:   st   r2, [r1]
-        addi r1, r1, 4
-        add  r2, r2, r4
-        bltu r2, r3, fill
-        li   r1, PD
+""" + identity_map() + """        li   r1, PD
         li   r2, PT0 | 3
         st   r2, [r1]
         wrcr ptbr, r1               ; emulate:wrcr (no shadow yet: paging is off)
@@ -250,15 +243,7 @@ ADDRESS_SPACES = """
 PD_A = 0x10000
 PD_B = 0x12000
 PT0 = 0x11000
-        li   r1, PT0
-        movi r2, 3
-        li   r3, {RAM}
-        li   r4, 4096
-fill:   st   r2, [r1]
-        addi r1, r1, 4
-        add  r2, r2, r4
-        bltu r2, r3, fill
-        li   r2, PT0 | 3
+""" + identity_map() + """        li   r2, PT0 | 3
         li   r1, PD_A
         st   r2, [r1]
         li   r1, PD_B
@@ -410,15 +395,7 @@ PD_A = 0x10000
 PD_B = 0x12000
 PT0 = 0x11000
 PTX = 0x13000                       ; maps VA 0x400000.. in both address spaces
-        li   r1, PT0
-        movi r2, 3
-        li   r3, {RAM}
-        li   r4, 4096
-fill:   st   r2, [r1]
-        addi r1, r1, 4
-        add  r2, r2, r4
-        bltu r2, r3, fill
-        li   r2, PT0 | 3
+""" + identity_map() + """        li   r2, PT0 | 3
         li   r3, PTX | 3
         li   r1, PD_A
         st   r2, [r1]
