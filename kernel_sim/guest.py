@@ -100,6 +100,7 @@ from pathlib import Path
 import numpy as np
 
 from .asm import Program, assemble
+from .machine import check_int
 
 __all__ = ["WORKLOADS", "Workload", "GuestImage", "build_guest", "build_custom_guest",
            "assemble_user", "run_native", "GUEST_RAM", "DISK_SECTORS", "PROGRAMS",
@@ -337,14 +338,6 @@ def _check_workload(workload) -> Workload:
     return WORKLOADS[workload]
 
 
-def _check_int(name: str, value, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be between {lo:,} and {hi:,}, got {value:,}")
-    return int(value)
-
-
 def build_guest(workload: str, count: int | None = None, paravirt: bool = False,
                 batch: int = DEFAULT_BATCH) -> GuestImage:
     """Build the guest image for *workload* (a key of :data:`WORKLOADS`).
@@ -355,7 +348,7 @@ def build_guest(workload: str, count: int | None = None, paravirt: bool = False,
     hypercall in the PARAVIRT kernel (1 to 64; boot info word 7).
     """
     spec = _check_workload(workload)
-    count = spec.default_count if count is None else _check_int("count", count, 1, MAX_COUNT)
+    count = spec.default_count if count is None else check_int("count", count, 1, MAX_COUNT)
     return _image(spec.name, count, paravirt, batch, _disk_image(), PROGRAMS.index(spec.program),
                   {name: i for i, name in enumerate(PROGRAMS)})
 
@@ -368,7 +361,7 @@ def build_custom_guest(source: str, count: int = 1, paravirt: bool = False,
     ``PROG_CUSTOM``), and starts with r1 = *count* (0 to :data:`MAX_COUNT`).  The image's
     ``workload`` is ``"custom"``.
     """
-    count = _check_int("count", count, 0, MAX_COUNT)
+    count = check_int("count", count, 0, MAX_COUNT)
     prog = assemble_user(source, filename=filename)
     programs = [(name, user_program(name)) for name in PROGRAMS] + [("custom", prog)]
     return _image("custom", count, paravirt, batch, _make_disk(programs), len(PROGRAMS),
@@ -376,7 +369,7 @@ def build_custom_guest(source: str, count: int = 1, paravirt: bool = False,
 
 
 def _image(workload, count, paravirt, batch, disk, init, programs) -> GuestImage:
-    batch = _check_int("batch", batch, 1, MAX_BATCH)
+    batch = check_int("batch", batch, 1, MAX_BATCH)
     paravirt = bool(paravirt)
     kernel = kernel_program(paravirt)
     ram = _ram_image(paravirt).copy()

@@ -58,11 +58,13 @@ MAX_DISK_SECTORS = 1 << 16  # 32 MiB
 SECTOR_WORDS = isa.SECTOR_BYTES // 4
 
 
-def _check_int(name: str, value, lo: int, hi: int) -> int:
+def check_int(name: str, value, lo: int, hi: int) -> int:
+    """``value`` as an int if it is an integer in ``[lo, hi]``; otherwise a TypeError (not an
+    integer; bool is refused too) or a ValueError naming the setting and its range."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if not lo <= value <= hi:
-        raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
+        raise ValueError(f"{name} must be between {lo:,} and {hi:,}, got {value:,}")
     return int(value)
 
 
@@ -95,24 +97,24 @@ class Machine:
     def __init__(self, memory_size: int = 4 << 20, paging_levels: int = 2, tlb_size: int = 64,
                  strict: bool = False, ring: int = 0, costs: Optional[Dict[str, int]] = None,
                  console_size: int = 1 << 16, trace_size: int = 4096, disk_sectors: int = 0):
-        memory_size = _check_int("memory_size", memory_size, isa.PAGE_SIZE, MAX_MEMORY)
+        memory_size = check_int("memory_size", memory_size, isa.PAGE_SIZE, MAX_MEMORY)
         if memory_size % isa.PAGE_SIZE:
             raise ValueError(f"memory_size must be a multiple of {isa.PAGE_SIZE} bytes, "
                              f"got {memory_size}")
-        self.paging_levels = _check_int("paging_levels", paging_levels, 1, 4)
-        tlb_size = _check_int("tlb_size", tlb_size, 1, MAX_TLB)
+        self.paging_levels = check_int("paging_levels", paging_levels, 1, 4)
+        tlb_size = check_int("tlb_size", tlb_size, 1, MAX_TLB)
         if tlb_size & (tlb_size - 1):
             raise ValueError(f"tlb_size must be a power of two, got {tlb_size}")
-        self.ring = _check_int("ring", ring, 0, 3)
+        self.ring = check_int("ring", ring, 0, 3)
         self.strict = bool(strict)
         self.memory_size = memory_size
         self.tlb_size = tlb_size
-        console_size = _check_int("console_size", console_size, 0, 1 << 24)
-        trace_size = _check_int("trace_size", trace_size, 0, 1 << 20)
+        console_size = check_int("console_size", console_size, 0, 1 << 24)
+        trace_size = check_int("trace_size", trace_size, 0, 1 << 20)
         self.costs = cost_array(costs)
         self.regs = np.zeros(isa.NUM_REGS, dtype=np.int64)
         self.ctrl = np.zeros(NUM_CTRL, dtype=np.int64)
-        self.disk_sectors = _check_int("disk_sectors", disk_sectors, 0, MAX_DISK_SECTORS)
+        self.disk_sectors = check_int("disk_sectors", disk_sectors, 0, MAX_DISK_SECTORS)
         words = memory_size // 4
         # the disk's words follow physical memory in the same array (see kernel_sim.state)
         self.mem = np.zeros(words + self.disk_sectors * SECTOR_WORDS, dtype=np.uint32)
@@ -173,7 +175,7 @@ class Machine:
 
     @pc.setter
     def pc(self, value: int) -> None:
-        self.ctrl[C_PC] = _check_int("pc", value, 0, isa.WORD_MASK)
+        self.ctrl[C_PC] = check_int("pc", value, 0, isa.WORD_MASK)
 
     @property
     def cpl(self) -> int:
@@ -181,7 +183,7 @@ class Machine:
 
     @cpl.setter
     def cpl(self, value: int) -> None:
-        self.ctrl[C_CPL] = _check_int("cpl", value, 0, 3)
+        self.ctrl[C_CPL] = check_int("cpl", value, 0, 3)
 
     @property
     def interrupts_enabled(self) -> bool:
@@ -189,12 +191,12 @@ class Machine:
 
     def read_word(self, address: int) -> int:
         """Read the word at a physical byte address."""
-        address = _check_int("address", address, 0, self.memory_size - 1)
+        address = check_int("address", address, 0, self.memory_size - 1)
         return int(self.mem[address >> 2])
 
     def write_word(self, address: int, value: int) -> None:
         """Write a word at a physical byte address."""
-        address = _check_int("address", address, 0, self.memory_size - 1)
+        address = check_int("address", address, 0, self.memory_size - 1)
         self.mem[address >> 2] = value & isa.WORD_MASK
 
     def read_cr(self, name: Union[str, int]) -> int:
@@ -202,7 +204,7 @@ class Machine:
 
     def write_cr(self, name: Union[str, int], value: int) -> None:
         """Set a control register from outside (as a boot loader would).  Flushes the TLB."""
-        self.ctrl[CR_TO_CTRL[self._cr(name)]] = _check_int("value", value, 0, isa.WORD_MASK)
+        self.ctrl[CR_TO_CTRL[self._cr(name)]] = check_int("value", value, 0, isa.WORD_MASK)
         self.tlb[:] = 0
 
     @staticmethod
@@ -212,7 +214,7 @@ class Machine:
                 raise ValueError(f"unknown control register {name!r}; "
                                  f"known: {', '.join(isa.CR_NAMES)}")
             return isa.CR_NAMES[name]
-        return _check_int("control register", name, 0, isa.NUM_CRS - 1)
+        return check_int("control register", name, 0, isa.NUM_CRS - 1)
 
     # ---- running ------------------------------------------------------------------------------
     def run(self, count: int = 1_000_000, until: Optional[int] = None):
@@ -223,8 +225,8 @@ class Machine:
         """
         from .cpu import run_native  # imported here: importing Numba is slow, do it when needed
 
-        count = _check_int("count", count, 0, MAX_COUNT)
-        self.ctrl[C_UNTIL] = -1 if until is None else _check_int("until", until, 0,
+        count = check_int("count", count, 0, MAX_COUNT)
+        self.ctrl[C_UNTIL] = -1 if until is None else check_int("until", until, 0,
                                                                  isa.WORD_MASK)
         run_native(self.regs, self.ctrl, self.mem, self.tlb, self.costs, self.counters,
                    self.console_buffer, self.trace, self.intercept, count)

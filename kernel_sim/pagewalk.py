@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import mmu
+from .machine import check_int
 from .state import EV_WALK_REFS, NUM_COUNTERS
 
 DEFAULT_GVA = 0x00123ABC        #: the guest-virtual address walked by default (page 0x123)
@@ -62,14 +63,6 @@ def nested_table_hpa(level: int) -> int:
 def expected_references(guest_levels: int, nested_levels: int) -> int:
     """References of a cold walk: ``(n+1)(m+1) - 1`` nested, ``n`` native (m = 0 gives n too)."""
     return (guest_levels + 1) * (nested_levels + 1) - 1
-
-
-def _check_int(name: str, value, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
-    return int(value)
 
 
 @dataclass
@@ -103,10 +96,10 @@ class WalkSetup:
 def build_tables(guest_levels: int, nested_levels: int,
                  guest_virtual: int = DEFAULT_GVA) -> WalkSetup:
     """Build the layout of the module docstring, mapping ``guest_virtual`` to ``DATA_GPA``."""
-    n = _check_int("guest_levels", guest_levels, 1, 4)
-    m = _check_int("nested_levels", nested_levels, 0, 4)
+    n = check_int("guest_levels", guest_levels, 1, 4)
+    m = check_int("nested_levels", nested_levels, 0, 4)
     top = min(32, 10 * n + 12)
-    gva = _check_int("guest_virtual", guest_virtual, 0, (1 << top) - 1)
+    gva = check_int("guest_virtual", guest_virtual, 0, (1 << top) - 1)
     setup = WalkSetup(n, m, gva, np.zeros(MEMORY_BYTES // 4, dtype=np.uint32),
                       gptbr=guest_table_gpa(n), eptp=nested_table_hpa(m) if m else 0)
     # guest dimension: level L's entry for gva points to level L-1's table; level 1 to the data
@@ -221,7 +214,7 @@ def run_walk(setup: WalkSetup, access: str = "read", cpl: int = 0) -> PageWalk:
     A/D bits).  ``access`` is ``read``, ``write`` or ``fetch``; ``cpl`` the guest's ring."""
     if access not in ACCESSES:
         raise ValueError(f"access must be one of {', '.join(ACCESSES)}, got {access!r}")
-    cpl = _check_int("cpl", cpl, 0, 3)
+    cpl = check_int("cpl", cpl, 0, 3)
     acc = ACCESSES[access]
     n, m = setup.guest_levels, setup.nested_levels
     counters = np.zeros(NUM_COUNTERS, dtype=np.int64)

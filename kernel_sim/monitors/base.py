@@ -55,7 +55,7 @@ import numpy as np
 
 from .. import isa
 from ..costs import technique_costs
-from ..machine import Machine, architectural_state_of, user_pages_of
+from ..machine import Machine, architectural_state_of, check_int, user_pages_of
 from ..results import TechniqueResult
 from ..state import C_CPL, C_PC, EV_BLK_READS, EV_BLK_WRITES
 
@@ -71,6 +71,16 @@ CATEGORIES = ("guest", "transitions", "emulation", "memory", "devices")
 
 class MonitorError(RuntimeError):
     """A combination the monitor cannot run, or a guest it cannot continue (clear message)."""
+
+
+def check_settings(*settings) -> None:
+    """Each ``(name, value, lo, hi)`` must be an integer in ``[lo, hi]``: a monitor's numeric
+    knobs, refused with a ValueError that names the knob and its range."""
+    for name, value, lo, hi in settings:
+        try:
+            check_int(name, value, lo, hi)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ from ..state import (
     STOP_NAMES,
     STOP_TRAP_EXIT,
 )
-from .base import MonitorError
+from .base import MonitorError, check_settings
 from .shadow import PAGE, A, P, W, emulate_store
 from .translator import (
     CO_CALL,
@@ -173,12 +173,8 @@ class BinaryTranslation(TrapEmulate):
     def __init__(self, image, *, tc_bytes: int = MAX_TC_BYTES, adaptive_after: int = 3,
                  **settings):
         super().__init__(image, **settings)
-        for label, value, lo, hi in (("tc_bytes", tc_bytes, PAGE, MAX_TC_BYTES),
-                                     ("adaptive_after", adaptive_after, 0, 10 ** 9)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-                    or not lo <= value <= hi:
-                raise ValueError(f"{label} must be an integer between {lo} and {hi}, "
-                                 f"got {value!r}")
+        check_settings(("tc_bytes", tc_bytes, PAGE, MAX_TC_BYTES),
+                       ("adaptive_after", adaptive_after, 0, 10 ** 9))
         if tc_bytes % PAGE:
             raise ValueError(f"tc_bytes must be a multiple of {PAGE}")
         if self.levels != 2:

@@ -55,6 +55,7 @@ import difflib
 import numpy as np
 
 from .. import isa
+from ..machine import check_int
 from ..results import TechniqueResult
 from ..state import (
     C_CONSOLE_LEN,
@@ -103,14 +104,6 @@ _EMU_EVENTS = (
 )
 
 
-def _check_int(name, value, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
-    return int(value)
-
-
 def format_uop(op: int, a: int, b: int, x: int) -> str:
     """One micro-op as text: the mnemonic and its pre-decoded operands."""
     ins = isa.BY_OPCODE.get(int(op))
@@ -157,12 +150,12 @@ class Emulation(Monitor):
             raise ValueError(f"emulation mode must be 'interpret' (Bochs-style: decode every "
                              f"instruction) or 'translate' (QEMU-style translation blocks), got "
                              f"{mode!r}{hint}")
-        cache_size = _check_int("cache_size (micro-op rows of the translation cache)",
+        cache_size = check_int("cache_size (micro-op rows of the translation cache)",
                                 cache_size, K.MAX_BLOCK, 1 << 24)
-        console_size = _check_int("console_size", console_size, 0, 1 << 24)
+        console_size = check_int("console_size", console_size, 0, 1 << 24)
         super().__init__(image, **settings)
-        _check_int("levels", self.levels, 1, 4)
-        tlb = _check_int("tlb_size", self.tlb_size, 1, 4096)
+        check_int("levels", self.levels, 1, 4)
+        tlb = check_int("tlb_size", self.tlb_size, 1, 4096)
         if tlb & (tlb - 1):
             raise ValueError(f"tlb_size must be a power of two, got {tlb}")
         if image.ram_size % isa.PAGE_SIZE or image.ram_size <= 0:

@@ -117,7 +117,7 @@ from ..state import (
     STOP_VM_EXIT,
 )
 from ..vmx import CONTROLS, Vmcs, run_guest
-from .base import MONITOR_BYTES, GuestView, Layout, Monitor, MonitorError
+from .base import MONITOR_BYTES, GuestView, Layout, Monitor, MonitorError, check_settings
 from .ept import NestedPager
 from .shadow import FrameAllocator, ShadowPager, emulate_store
 from .trap_emulate import DEFAULT_TIME_SLICE
@@ -194,14 +194,9 @@ class HardwareAssist(Monitor):
         if getattr(image, "paravirt", False):
             raise MonitorError(f"{mode} runs unmodified guests; this image was built with "
                                f"PARAVIRT=1 (use the paravirt technique)")
-        for label, value, lo, hi in (("time_slice", time_slice, 1, 10 ** 9),
-                                     ("max_roots", max_roots, 1, 4000),
-                                     ("unshadow_after", unshadow_after, 0, 10 ** 9),
-                                     ("ept_levels", ept_levels, 1, 4)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-                    or not lo <= value <= hi:
-                raise ValueError(f"{label} must be an integer between {lo} and {hi}, "
-                                 f"got {value!r}")
+        check_settings(("time_slice", time_slice, 1, 10 ** 9), ("max_roots", max_roots, 1, 4000),
+                       ("unshadow_after", unshadow_after, 0, 10 ** 9),
+                       ("ept_levels", ept_levels, 1, 4))
         self.vpid = bool(vpid)
         self.ept_levels = int(ept_levels)
         self.time_slice = int(time_slice)

@@ -165,7 +165,7 @@ from ..state import (
     STOP_TRAP_EXIT,
     STOP_UNTIL,
 )
-from .base import MONITOR_BYTES, GuestView, Layout, Monitor, MonitorError
+from .base import MONITOR_BYTES, GuestView, Layout, Monitor, MonitorError, check_settings
 
 #: host ticks the guest may run before the monitor takes the CPU back (a scheduling quantum;
 #: an assumption of the model, as in trap_emulate)
@@ -232,9 +232,8 @@ class Paravirt(Monitor):
                              "(boot info word 7): build it with build_guest(..., paravirt=True, "
                              f"batch=N), not Paravirt(batch={batch!r})")
         super().__init__(image, **settings)
-        for label, value, lo in (("time_slice", time_slice, 1), ("guard_bytes", guard_bytes, 0)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-                raise ValueError(f"{label} must be an integer >= {lo}, got {value!r}")
+        check_settings(("time_slice", time_slice, 1, 10 ** 9),
+                       ("guard_bytes", guard_bytes, 0, 1 << 24))
         if guard_bytes % PAGE:
             raise ValueError(f"guard_bytes must be a multiple of {PAGE}")
         if self.levels != 2:

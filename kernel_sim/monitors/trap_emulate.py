@@ -83,7 +83,7 @@ from ..state import (
     STOP_NAMES,
     STOP_TRAP_EXIT,
 )
-from .base import MONITOR_BYTES, GuestView, Layout, Monitor, MonitorError
+from .base import MONITOR_BYTES, GuestView, Layout, Monitor, MonitorError, check_settings
 from .shadow import FrameAllocator, ShadowPager, emulate_store
 from .vcpu import (
     ACC_FETCH,
@@ -128,14 +128,9 @@ class TrapEmulate(Monitor):
     def __init__(self, image, *, time_slice: int = DEFAULT_TIME_SLICE, max_roots: int = 32,
                  unshadow_after: int = 16, guard_bytes: int = isa.PAGE_SIZE, **settings):
         super().__init__(image, **settings)
-        for label, value, lo, hi in (("time_slice", time_slice, 1, 10 ** 9),
-                                     ("max_roots", max_roots, 1, 4000),
-                                     ("unshadow_after", unshadow_after, 0, 10 ** 9),
-                                     ("guard_bytes", guard_bytes, 0, 1 << 24)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-                    or not lo <= value <= hi:
-                raise ValueError(f"{label} must be an integer between {lo} and {hi}, "
-                                 f"got {value!r}")
+        check_settings(("time_slice", time_slice, 1, 10 ** 9), ("max_roots", max_roots, 1, 4000),
+                       ("unshadow_after", unshadow_after, 0, 10 ** 9),
+                       ("guard_bytes", guard_bytes, 0, 1 << 24))
         if guard_bytes % isa.PAGE_SIZE:
             raise ValueError(f"guard_bytes must be a multiple of {isa.PAGE_SIZE}")
         if getattr(image, "paravirt", False):
