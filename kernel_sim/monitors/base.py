@@ -260,6 +260,28 @@ class Monitor:
             self.count(reason, n=0, cycles=moved * self.cost["blk_sector"], category="devices")
         return fault
 
+    def _place_guest(self, *, ring: int, guard_bytes: int,
+                     costs: Optional[Dict[str, int]] = None, trace_size: int = 0) -> Machine:
+        """Build the host machine (``self.host``) and put the guest in it: the monitor's region
+        (``MONITOR_BYTES``), then the guest's RAM loaded from the image, then ``guard_bytes``
+        that belong to nobody; the guest's disk becomes the host's.  Sets ``self.layout``."""
+        image = self.image
+        ram = int(image.ram_size)
+        if self.levels == 1 and ram > 1024 * isa.PAGE_SIZE:
+            raise MonitorError("with 1-level page tables the host can map only 4 MiB, so the "
+                               "guest's RAM must not be larger")
+        base = MONITOR_BYTES
+        self.layout = Layout(guest_base=base, guest_size=ram,
+                             host_size=base + ram + guard_bytes)
+        h = self.host = Machine(memory_size=self.layout.host_size, paging_levels=self.levels,
+                                tlb_size=self.tlb_size, strict=self.strict, ring=ring,
+                                costs=costs, console_size=0, trace_size=trace_size,
+                                disk_sectors=image.disk_sectors)
+        h.mem[base >> 2:(base + ram) >> 2] = np.asarray(image.ram)[:ram >> 2]
+        h.disk[:] = image.disk
+        h.guest_base, h.guest_size = base, ram
+        return h
+
     # ---- the interface ----------------------------------------------------------------------
     def run(self, count: int = DEFAULT_BUDGET) -> TechniqueResult:
         """Boot the guest and run it for at most ``count`` guest instructions."""

@@ -67,7 +67,6 @@ import numpy as np
 
 from .. import isa
 from ..costs import CPU_PRESETS
-from ..machine import Machine
 from ..mmu import EPTQ_FETCH, EPTQ_FINAL, EPTQ_WRITE, invalidate_page
 from ..results import TechniqueResult
 from ..state import (
@@ -117,7 +116,7 @@ from ..state import (
     STOP_VM_EXIT,
 )
 from ..vmx import CONTROLS, Vmcs, run_guest
-from .base import MONITOR_BYTES, GuestView, Layout, Monitor, MonitorError, check_settings
+from .base import MONITOR_BYTES, GuestView, Monitor, MonitorError, check_settings
 from .ept import NestedPager
 from .shadow import FrameAllocator, ShadowPager, emulate_store
 from .trap_emulate import DEFAULT_TIME_SLICE
@@ -250,19 +249,8 @@ class HardwareAssist(Monitor):
     # ---- boot ----------------------------------------------------------------------------------
     def _boot(self) -> None:
         image = self.image
-        ram = image.ram_size
-        if self.levels == 1 and ram > 1024 * isa.PAGE_SIZE:
-            raise MonitorError("with 1-level page tables the host can map only 4 MiB, so the "
-                               "guest's RAM must not be larger")
-        base = MONITOR_BYTES
-        self.layout = Layout(guest_base=base, guest_size=ram,
-                             host_size=base + ram + isa.PAGE_SIZE)
-        h = self.host = Machine(memory_size=self.layout.host_size, paging_levels=self.levels,
-                                tlb_size=self.tlb_size, strict=self.strict, ring=0,
-                                console_size=0, trace_size=0, disk_sectors=image.disk_sectors)
-        h.mem[base >> 2:(base + ram) >> 2] = image.ram
-        h.disk[:] = image.disk
-        h.guest_base, h.guest_size = base, ram
+        h = self._place_guest(ring=0, guard_bytes=isa.PAGE_SIZE)
+        base, ram = self.layout.guest_base, self.layout.guest_size
         v = self.vcpu = VirtualCPU(h.regs, h.mem, base, ram, h.disk, levels=self.levels,
                                    strict=self.strict)
         v.reset(image.entry)

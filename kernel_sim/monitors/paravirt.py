@@ -118,7 +118,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import isa
-from ..machine import Machine
 from ..results import TechniqueResult
 from ..state import (
     BLK_BAD_ADDRESS,
@@ -165,7 +164,7 @@ from ..state import (
     STOP_TRAP_EXIT,
     STOP_UNTIL,
 )
-from .base import MONITOR_BYTES, GuestView, Layout, Monitor, MonitorError, check_settings
+from .base import GuestView, Monitor, MonitorError, check_settings
 
 #: host ticks the guest may run before the monitor takes the CPU back (a scheduling quantum;
 #: an assumption of the model, as in trap_emulate)
@@ -265,20 +264,12 @@ class Paravirt(Monitor):
     # ==== boot ====================================================================================
     def _boot(self) -> None:
         image = self.image
-        size = int(image.ram_size)
-        moff = MONITOR_BYTES
-        self.layout = Layout(guest_base=moff, guest_size=size,
-                             host_size=moff + size + self.guard_bytes)
-        h = self.host = Machine(memory_size=self.layout.host_size, paging_levels=2,
-                                tlb_size=self.tlb_size, strict=self.strict, ring=1,
-                                costs={"trap": 0}, console_size=0,
-                                trace_size=self.trace_size, disk_sectors=image.disk_sectors)
+        h = self._place_guest(ring=1, guard_bytes=self.guard_bytes, costs={"trap": 0},
+                              trace_size=self.trace_size)
+        moff, size = self.layout.guest_base, self.layout.guest_size
         self.moff, self.size, self.nframes = moff, size, size // PAGE
         self.mem = h.mem
-        h.mem[moff >> 2:(moff + size) >> 2] = np.asarray(image.ram)[:size >> 2]
         h.mem[(moff >> 2) + BI_MOFF] = moff          # where the guest's RAM really is
-        h.disk[:] = image.disk
-        h.guest_base, h.guest_size = moff, size
         self.shinfo = moff + int(image.ram[BI_SHINFO])
         self.shinfo_frame = int(image.ram[BI_SHINFO]) // PAGE
         # boot page tables in the monitor's region (Xen's domain builder makes them too): guest

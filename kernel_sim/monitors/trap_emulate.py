@@ -53,7 +53,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import isa
-from ..machine import Machine
 from ..results import TechniqueResult
 from ..state import (
     C_CPL,
@@ -83,7 +82,7 @@ from ..state import (
     STOP_NAMES,
     STOP_TRAP_EXIT,
 )
-from .base import MONITOR_BYTES, GuestView, Layout, Monitor, MonitorError, check_settings
+from .base import MONITOR_BYTES, GuestView, Monitor, MonitorError, check_settings
 from .shadow import FrameAllocator, ShadowPager, emulate_store
 from .vcpu import (
     ACC_FETCH,
@@ -144,20 +143,9 @@ class TrapEmulate(Monitor):
     # ---- boot --------------------------------------------------------------------------------
     def _boot(self) -> None:
         image = self.image
-        ram = image.ram_size
-        if self.levels == 1 and ram > 1024 * isa.PAGE_SIZE:
-            raise MonitorError("with 1-level page tables the host can map only 4 MiB, so the "
-                               "guest's RAM must not be larger")
-        base = MONITOR_BYTES
-        self.layout = Layout(guest_base=base, guest_size=ram,
-                             host_size=base + ram + self.guard_bytes)
-        h = self.host = Machine(memory_size=self.layout.host_size, paging_levels=self.levels,
-                                tlb_size=self.tlb_size, strict=self.strict, ring=1,
-                                costs={"trap": 0}, console_size=0, trace_size=0,
-                                disk_sectors=image.disk_sectors)
-        h.mem[base >> 2:(base + ram) >> 2] = image.ram
-        h.disk[:] = image.disk
-        h.guest_base, h.guest_size = base, ram
+        # the host's own trap deliveries are monitor entries, charged as transitions
+        h = self._place_guest(ring=1, guard_bytes=self.guard_bytes, costs={"trap": 0})
+        base, ram = self.layout.guest_base, self.layout.guest_size
         self.vcpu = VirtualCPU(h.regs, h.mem, base, ram, h.disk, levels=self.levels,
                                strict=self.strict)
         self.vcpu.reset(image.entry)
