@@ -74,19 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _defines(items: List[str]) -> dict:
-    out = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        out[name] = int(value, 0) if value else 1
-    return out
-
-
 def cmd_run(args) -> int:
-    from .asm import AsmError
+    from .asm import AsmError, parse_defines
     from .runner import run_source
     if args.technique:
-        from .compare import cmd_run_technique
+        from .tools.compare import cmd_run_technique
         return cmd_run_technique(args)
     try:
         with open(args.file, encoding="utf-8") as f:
@@ -95,7 +87,7 @@ def cmd_run(args) -> int:
         print(f"{args.file}: cannot read: {exc.strerror}", file=sys.stderr)
         return 1
     try:
-        defines = _defines(args.define)
+        defines = parse_defines(args.define)
     except ValueError:
         print(f"--define: expected NAME or NAME=NUMBER, got {args.define}", file=sys.stderr)
         return 2
@@ -120,7 +112,7 @@ def cmd_run(args) -> int:
 
 def warmup(verbose: bool = True) -> float:
     """Compile (or load from the cache) every jitted kernel; return the seconds it took."""
-    from .warm import warm_all
+    from .tools.warm import warm_all
     t0 = time.perf_counter()
     if verbose:
         print("kernel_sim: compiling the simulator's CPU and MMU kernels "
@@ -136,7 +128,7 @@ def warmup(verbose: bool = True) -> float:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "lab":
-        from .lab import main_lab
+        from .tools.lab import main_lab
         return main_lab(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "run":
@@ -145,13 +137,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         warmup()
         return 0
     if args.command == "compare":
-        from .compare import cmd_compare
+        from .tools.compare import cmd_compare
         return cmd_compare(args)
     if args.command == "pagewalk":
-        from .pagewalk import cmd_pagewalk
+        from .lessons.pagewalk import cmd_pagewalk
         return cmd_pagewalk(args)
     if args.command == "isa":
-        from .isa_reference import isa_reference_markdown
+        from .tools.isa_reference import isa_reference_markdown
         print(isa_reference_markdown())
         return 0
     return 2

@@ -1188,6 +1188,19 @@ _PORT_BY_NUMBER = {v: k for k, v in isa.PORT_NAMES.items()}
 _CR_BY_NUMBER = {v: k for k, v in isa.CR_NAMES.items()}
 
 
+def parse_defines(items: Iterable[str]) -> Dict[str, int]:
+    """``["PARAVIRT", "LOOPS=0x10"]`` -> ``{"PARAVIRT": 1, "LOOPS": 16}`` (the CLI's ``-D``).
+
+    A bare name means 1, as a C compiler's ``-DNAME`` does; a value is read as a Python integer
+    literal (decimal, ``0x``, ``0b``).  A malformed value raises ValueError.
+    """
+    out: Dict[str, int] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        out[name] = int(value, 0) if value else 1
+    return out
+
+
 def _unused_bits_set(fmt: str, a: int, b: int, imm: int) -> bool:
     """True if the word has bits set in fields its format ignores (a non-canonical encoding)."""
     if fmt == "none":

@@ -55,7 +55,7 @@ def setup(verbose: bool = True) -> None:
         print("warming up the simulator (compiles once, then loads from the cache) ...",
               end=" ", flush=True)
     t0 = time.perf_counter()
-    from .warm import warm_all
+    from .tools.warm import warm_all
     warm_all()
     if verbose:
         print(f"ready in {time.perf_counter() - t0:.1f} s")

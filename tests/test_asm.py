@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from kernel_sim import isa
 from kernel_sim.asm import (DIRECTIVES, AsmError, assemble, disassemble, disassemble_program,
                             disassemble_word)
-from kernel_sim.isa_reference import isa_reference_markdown, syntax_example
+from kernel_sim.tools.isa_reference import isa_reference_markdown, syntax_example
 
 
 def words(source, **kw):

@@ -58,7 +58,7 @@ def nbgrader_meta(cell) -> dict:
 def solution_lines(path: Path) -> set[str]:
     """Stripped lines inside the master's solution regions that appear nowhere else in it.
 
-    (A line such as ``from kernel_sim import rings`` that the master also has outside any solution
+    (A line such as ``from kernel_sim.lessons import rings`` that the master also has outside any solution
     is not solution text.)  Worked out here, independently of course/build.py.
     """
     inside, outside = set(), set()

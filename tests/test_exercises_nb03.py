@@ -14,8 +14,8 @@ from kernel_sim import isa
 from kernel_sim.exercises import verdict
 from kernel_sim.guest import build_guest
 from kernel_sim.monitors import run_technique
-from kernel_sim.popek_goldberg import SMALL_KERNELS, small_kernel_image
-from kernel_sim.rings import probe
+from kernel_sim.lessons.popek_goldberg import SMALL_KERNELS, small_kernel_image
+from kernel_sim.lessons.rings import probe
 
 MASTER = master_path("03")
 IDS = ["03.1", "03.2", "03.3", "03.4"]

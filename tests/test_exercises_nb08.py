@@ -15,7 +15,7 @@ from kernel_sim.exercises import verdict
 from kernel_sim.guest import build_guest
 from kernel_sim.monitors import run_technique
 from kernel_sim.monitors.hardware_assist import HwEpt
-from kernel_sim.pagewalk import pagewalk
+from kernel_sim.lessons.pagewalk import pagewalk
 
 IDS = ["08.1", "08.2", "08.3", "08.4"]
 SOLUTIONS = master_solutions("08")

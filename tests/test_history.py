@@ -1,9 +1,9 @@
-"""Behaviour of notebook 01's data, figures, widget and exercises (kernel_sim.history & co)."""
+"""Behaviour of notebook 01's data, figures, widget and exercises (kernel_sim.lessons.history & co)."""
 from __future__ import annotations
 
 import pytest
 
-from kernel_sim import history
+from kernel_sim.lessons import history
 from kernel_sim.exercises import check, nb01
 from kernel_sim.viz.style import PALETTE
 from kernel_sim.viz.timeline import (

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from processes import stop_process
 
-from kernel_sim import lab
+from kernel_sim.tools import lab
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START = "notebooks/00_start_here.ipynb"

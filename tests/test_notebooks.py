@@ -80,7 +80,7 @@ def test_code_cells_stay_short(path):
 
 
 def test_committed_isa_reference_is_generated_from_the_table():
-    from kernel_sim.isa_reference import isa_reference_markdown
+    from kernel_sim.tools.isa_reference import isa_reference_markdown
     committed = (Path(__file__).parent.parent / "course" / "isa_reference.md").read_text()
     assert committed.strip() == isa_reference_markdown().strip(), (
         "course/isa_reference.md is stale: run  python -m kernel_sim isa > course/isa_reference.md")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from kernel_sim import mmu
-from kernel_sim.pagewalk import (
+from kernel_sim.lessons.pagewalk import (
     DATA_GPA,
     DEFAULT_GVA,
     GUEST_RAM_HOST,
@@ -100,7 +100,7 @@ def test_every_step_matches_an_independent_recomputation(n, m, gva):
 
 
 def test_one_over_one_by_hand():
-    # Layout (kernel_sim/pagewalk.py): guest L1 table at guest-physical 0x10000, nested L1 table
+    # Layout (kernel_sim/lessons/pagewalk.py): guest L1 table at guest-physical 0x10000, nested L1 table
     # at host 0x101000, guest-physical g at host 0x200000 + g, data at guest-physical 0x70000.
     # gva 0x123abc: guest index 0x123.  1) nested entry for gPA 0x1048c: 0x101000 + 4*0x10;
     # 2) the guest entry at host 0x21048c; 3) nested entry for gPA 0x70abc: 0x101000 + 4*0x70.

@@ -1,4 +1,4 @@
-"""kernel_sim.popek_goldberg (notebook 03): the class table, Theorem 1, the demonstration kernel,
+"""kernel_sim.lessons.popek_goldberg (notebook 03): the class table, Theorem 1, the demonstration kernel,
 the course's guest OS on both ISAs, Robin and Irvine's table and the explorer's verdict line.
 
 The class table's "traps outside ring 0" columns are checked against the machine itself (each
@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from kernel_sim import isa
-from kernel_sim import popek_goldberg as pg
+from kernel_sim.lessons import popek_goldberg as pg
 from kernel_sim.runner import run_source
 
 # one operand list per format, for running an instruction on its own

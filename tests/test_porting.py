@@ -1,7 +1,8 @@
-"""kernel_sim.porting: the port of the guest kernel, measured in its source."""
+"""kernel_sim.lessons.porting: the port of the guest kernel, measured in its source."""
 import pytest
 
-from kernel_sim import guest, porting
+from kernel_sim import guest
+from kernel_sim.lessons import porting
 from kernel_sim.monitors.paravirt import HYPERCALLS as MONITOR_HYPERCALLS
 
 SMALL = """\

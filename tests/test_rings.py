@@ -1,4 +1,4 @@
-"""Behaviour of the protection-ring experiment (kernel_sim.rings), its figures and its widget."""
+"""Behaviour of the protection-ring experiment (kernel_sim.lessons.rings), its figures and its widget."""
 from __future__ import annotations
 
 
@@ -6,7 +6,7 @@ import pytest
 
 from kernel_sim import isa
 from kernel_sim.asm import AsmError
-from kernel_sim.rings import (
+from kernel_sim.lessons.rings import (
     KSTACK,
     PROGRAMS,
     TRAP_KINDS,

@@ -1,7 +1,7 @@
 """The warm-up really warms: after ``warm_all()`` the course's code compiles nothing new.
 
 Numba compiles a jitted function once per combination of argument *types* (its "signature").
-``course.setup()`` calls :func:`kernel_sim.warm.warm_all` so that the compile -- or the load from
+``course.setup()`` calls :func:`kernel_sim.tools.warm.warm_all` so that the compile -- or the load from
 the on-disk cache -- happens in the first cell, with a message, instead of silently in some later
 cell.  That only works if every jitted call the notebooks make uses a signature the warm-up
 already produced.  These tests run the notebooks' experiments after ``warm_all()`` and watch two
@@ -26,7 +26,7 @@ numba = pytest.importorskip("numba")
 from numba.core import event as numba_event  # noqa: E402
 from numba.core.dispatcher import Dispatcher  # noqa: E402
 
-from kernel_sim.warm import warm_all  # noqa: E402
+from kernel_sim.tools.warm import warm_all  # noqa: E402
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -72,7 +72,7 @@ def no_new_compilation(what: str):
              for name, sigs in after.items() if sigs - before.get(name, set())}
     assert not recorder.compiled and not added, (
         f"{what} compiled after warm_all(): {recorder.compiled or added}. "
-        "Make kernel_sim/warm.py call these kernels with the same argument types.")
+        "Make kernel_sim/tools/warm.py call these kernels with the same argument types.")
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,8 @@ def test_the_recorder_sees_a_compilation():
 
 def test_rings_runner_and_history_experiments_compile_nothing(warmed):
     """Every experiment behind notebooks 00-02, with every setting their widgets offer."""
-    from kernel_sim import history, rings, run_source
+    from kernel_sim import run_source
+    from kernel_sim.lessons import history, rings
     from kernel_sim.exercises.nb00 import HELLO
 
     with no_new_compilation("the notebooks' experiments"):

@@ -1,6 +1,6 @@
 """Exercises of notebook 01 (history and kinds of virtualization).
 
-The answer keys are computed from :mod:`kernel_sim.history`, so they follow the timeline data.
+The answer keys are computed from :mod:`kernel_sim.lessons.history`, so they follow the timeline data.
 The quizzes a notebook shows (:data:`ORDER_QUIZ`, :data:`ROLES_QUIZ`, :data:`KVM_TYPE_QUIZ`,
 :data:`KINDS_QUIZ`) live here too, next to their checkers.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .. import history
+from ..lessons import history
 from . import exercise
 
 # --------------------------------------------------------------------------------------------

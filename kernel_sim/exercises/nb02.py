@@ -25,7 +25,7 @@ def _as_int(answer):
           hints=["Run probe('privileged mix', ring=3) and look at .traps.",
                  "Count only #GP, not the system call that ends the program."])
 def _check_gp(answer):
-    from ..rings import probe
+    from ..lessons.rings import probe
     expected = probe("privileged mix", 3).traps["#GP"]
     if _as_int(answer) != expected:
         return False, f"{answer} is not the number of #GP the probe kernel saw in ring 3"
@@ -58,7 +58,7 @@ def _check_privileged(answer):
           hints=["Run probe('sensitive but unprivileged', ring=1) and read its console.",
                  "Without strict mode GETCPL does not trap: it tells the truth."])
 def _check_getcpl(answer):
-    from ..rings import probe
+    from ..lessons.rings import probe
     expected = int(probe("sensitive but unprivileged", 1).console.strip())
     if _as_int(answer) != expected:
         return False, f"{answer} is not what the program printed in ring 1"
@@ -71,7 +71,7 @@ def _check_getcpl(answer):
                  "Count the instructions executed in ring 0, from the first handler instruction "
                  "to SYSRET inclusive."])
 def _check_path(answer):
-    from ..rings import syscall_path
+    from ..lessons.rings import syscall_path
     expected = syscall_path().kernel_instructions
     if _as_int(answer) != expected:
         return False, f"{answer} is not the number of ring-0 instructions of the call"

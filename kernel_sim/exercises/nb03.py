@@ -4,7 +4,7 @@ from running the simulator, never from a list typed in here.
 * 03.1 -- which instructions of the toy ISA are sensitive but unprivileged?  (the ISA table)
 * 03.2 -- control-sensitive, behaviour-sensitive or not sensitive, for six instructions?
   (the ISA table)
-* 03.3 -- for each small kernel of :data:`kernel_sim.popek_goldberg.SMALL_KERNELS`: does
+* 03.3 -- for each small kernel of :data:`kernel_sim.lessons.popek_goldberg.SMALL_KERNELS`: does
   trap-and-emulate on the non-strict ISA leave exactly the native state?  (run by the checker)
 * 03.4 -- how many ``emulate:popf`` events does one iteration of the ``io`` workload cost on
   the strict ISA?  (two runs at different loop counts, by the checker)
@@ -91,7 +91,7 @@ def _check_kinds(answer):
                  "shows when the value it sees differs: with interrupts on, the host's IF "
                  "and the guest's virtual IF are both 1."])
 def _check_small(answer):
-    from ..popek_goldberg import SMALL_KERNELS, equivalent_without_strict
+    from ..lessons.popek_goldberg import SMALL_KERNELS, equivalent_without_strict
     given = _as_dict(answer, tuple(SMALL_KERNELS), "True or False")
     for name, value in given.items():
         if not isinstance(value, bool):
@@ -111,7 +111,7 @@ def _check_small(answer):
                  "One blkread goes through the system-call path and the block driver: count "
                  "the irq_save/irq_restore pairs on the way."])
 def _check_popf(answer):
-    from ..popek_goldberg import events_per_operation
+    from ..lessons.popek_goldberg import events_per_operation
     if isinstance(answer, bool) or not isinstance(answer, (int, float)):
         return False, f"expected a number, got {type(answer).__name__} {answer!r}"
     expected = events_per_operation("io", strict=True).get("emulate:popf", 0)

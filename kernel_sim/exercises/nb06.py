@@ -56,7 +56,7 @@ def _check_ring(answer):
                  "Answer with the hypercall's name as a string, e.g. 'set_timer'."])
 def _check_ptbr(answer):
     from ..guest import HYPERCALLS
-    from ..porting import replaced_by
+    from ..lessons.porting import replaced_by
     if not isinstance(answer, str):
         return False, f"expected a hypercall name (a string), got {answer!r}"
     name = answer.strip().lower().removeprefix("hc_")
@@ -90,7 +90,7 @@ def _check_batch(answer):
           hints=["porting_cost() counts them: changed_lines.",
                  "Count the code lines of both branches: PARAVIRT-only plus native-only."])
 def _check_lines(answer):
-    from ..porting import porting_cost
+    from ..lessons.porting import porting_cost
     cost = porting_cost()
     given = _as_int(answer)
     if given == cost.paravirt_lines:

@@ -31,7 +31,7 @@ def _as_int(answer):
 def walk_references(guest_levels: int, nested_levels: int) -> int:
     """References of one cold walk, counted by the simulated MMU (and checked against the
     formula of Bhargava et al. 2008: a disagreement is a bug, raised as RuntimeError)."""
-    from ..pagewalk import expected_references, pagewalk
+    from ..lessons.pagewalk import expected_references, pagewalk
     refs = pagewalk(guest_levels, nested_levels).references
     if refs != expected_references(guest_levels, nested_levels):
         raise RuntimeError(f"the simulated walk made {refs} references, the formula says "

@@ -1,6 +1,6 @@
 """Runs, tables and figures for notebook 08 (memory virtualization: shadow paging against EPT).
 
-The two-dimensional walk (from :func:`kernel_sim.pagewalk.pagewalk`, which runs one cold TLB
+The two-dimensional walk (from :func:`kernel_sim.lessons.pagewalk.pagewalk`, which runs one cold TLB
 miss through the jitted MMU and records every memory reference):
 
 * :func:`walk_grid` -- where each reference of a walk sits in a grid (which guest entry the
@@ -30,7 +30,7 @@ from functools import lru_cache
 
 import plotly.graph_objects as go
 
-from ..pagewalk import expected_references, pagewalk
+from ..lessons.pagewalk import expected_references, pagewalk
 from .style import PALETTE, PATTERNS, style_figure
 
 #: the two memory modes of hardware-assisted virtualization, in the order the figures use
@@ -56,7 +56,7 @@ def _row(level: int) -> str:
 
 
 def walk_grid(walk) -> list[dict]:
-    """Every reference of a :class:`~kernel_sim.pagewalk.PageWalk`, placed in a grid.
+    """Every reference of a :class:`~kernel_sim.lessons.pagewalk.PageWalk`, placed in a grid.
 
     Returns one dict per reference, in order: ``order`` (1, 2, ...), ``row`` (what the walk is
     looking up: ``"guest L3 entry"``, ..., ``"data page"``), ``column`` (the table read:

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..rings import TRAP_KINDS, RingProbe, SyscallPath
+from ..lessons.rings import TRAP_KINDS, RingProbe, SyscallPath
 from .style import PALETTE, PATTERNS, style_figure
 
 #: One colour and one bar pattern per trap kind (colour + pattern: readable without colour).

@@ -1,6 +1,6 @@
 """Figures for notebook 01: the history timeline and the VMM / guest / host picture.
 
-* :func:`timeline_figure` draws :data:`kernel_sim.history.EVENTS` on a time axis, one row per
+* :func:`timeline_figure` draws :data:`kernel_sim.lessons.history.EVENTS` on a time axis, one row per
   category.  Every category has its own Okabe-Ito colour *and* its own marker symbol, so the rows
   stay distinguishable without colour.  Events whose date is approximate or not yet checked in a
   primary source are drawn with **open** markers, a "≈" before their label and "(approx.)" in
@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 import plotly.graph_objects as go
 
-from .. import history
+from ..lessons import history
 from .style import PALETTE, style_figure
 
 #: Colour and marker symbol of every category (colour + shape: readable without colour vision).

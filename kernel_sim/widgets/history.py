@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import ipywidgets as widgets
 
-from .. import history
+from ..lessons import history
 from ..viz.timeline import show_categories, timeline_figure
 
 FIGURE_WIDTH = 960   # pixels: fits JupyterLab's notebook column on a laptop screen

@@ -3,7 +3,7 @@
 Choose the depth of the guest's page table (**Guest levels**, 1 to 4) and of the monitor's
 nested table (**Nested levels**, 0 to 4; 0 means no nesting, the CPU's own walk).  The
 explorer builds the tables, runs one cold walk through the simulated MMU
-(:func:`kernel_sim.pagewalk.pagewalk`) and redraws the grid of references in place, each
+(:func:`kernel_sim.lessons.pagewalk.pagewalk`) and redraws the grid of references in place, each
 numbered by its order; the line above the chart gives the count and the formula
 ``(n+1)(m+1) - 1``, and the list below it every reference with its address.
 """
@@ -13,7 +13,7 @@ import html
 
 import ipywidgets as widgets
 
-from ..pagewalk import expected_references, pagewalk
+from ..lessons.pagewalk import expected_references, pagewalk
 from ..viz.memory import MAX_GUEST_LEVELS, MAX_NESTED_LEVELS, fill_walk, walk_figure
 from .base import refusal_html
 
@@ -26,7 +26,7 @@ class WalkExplorer(widgets.VBox):
 
     Attributes: ``guest_levels`` and ``nested_levels`` (IntSliders), ``fig`` (the
     FigureWidget), ``message`` (refusals), ``summary`` and ``steps`` (HTML), ``result`` (the
-    :class:`~kernel_sim.pagewalk.PageWalk` shown).
+    :class:`~kernel_sim.lessons.pagewalk.PageWalk` shown).
     """
 
     def __init__(self, guest_levels: int = 4, nested_levels: int = 4):

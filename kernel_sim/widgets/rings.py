@@ -1,6 +1,6 @@
 """The ring explorer of notebook 02: pick a ring and a program, see which instructions trap.
 
-Every change re-runs the real experiment (:func:`kernel_sim.rings.probe`: the probe kernel boots,
+Every change re-runs the real experiment (:func:`kernel_sim.lessons.rings.probe`: the probe kernel boots,
 drops to the chosen ring with IRET and runs the program) and updates the bar chart in place.
 Once the kernels are compiled one update takes well under a millisecond of simulation plus the
 figure update.
@@ -12,7 +12,7 @@ from typing import Optional
 import ipywidgets as widgets
 
 from ..asm import AsmError
-from ..rings import PROGRAMS, RingProbe, probe
+from ..lessons.rings import PROGRAMS, RingProbe, probe
 from ..viz.rings import fill_trap_bars, trap_bars
 from .base import refusal_html
 
@@ -24,7 +24,7 @@ class RingExplorer(widgets.VBox):
 
     Attributes: ``ring``, ``program``, ``strict`` (the controls), ``fig`` (the
     ``go.FigureWidget``), ``table`` (HTML with the faults), ``message`` (HTML: refusals and
-    errors) and ``result`` (the :class:`~kernel_sim.rings.RingProbe` now shown).
+    errors) and ``result`` (the :class:`~kernel_sim.lessons.rings.RingProbe` now shown).
     """
 
     def __init__(self, program: str = "privileged mix", ring: int = 3, strict: bool = False):

@@ -4,7 +4,7 @@ The explorer is a SelectMultiple of categories above a Plotly FigureWidget timel
 runs the notebook, chooses categories in the browser, and checks that the traces the browser
 draws -- which rows are visible, and every marker's position and label -- are exactly those of
 :func:`kernel_sim.viz.timeline.timeline_figure` built here, in the test process, for the same
-categories. It also counts the visible markers against :mod:`kernel_sim.history` directly, checks
+categories. It also counts the visible markers against :mod:`kernel_sim.lessons.history` directly, checks
 that an empty choice is refused with the library's message while the timeline keeps its rows,
 and that "show all" brings every row back.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernel_sim import history
+from kernel_sim.lessons import history
 from kernel_sim.viz.timeline import show_categories, timeline_figure
 
 NOTEBOOK = "01_history_and_kinds.ipynb"

@@ -3,7 +3,7 @@
 Runs the whole notebook in headless chromium, checks that no cell or widget shows an error and
 that the ring explorer rendered, then turns each of its three controls (Ring, Program, strict
 ISA) and checks that the bars, the title and the faults table the browser shows are exactly
-what :func:`kernel_sim.rings.probe` and :func:`kernel_sim.viz.rings.trap_bars` give for the new
+what :func:`kernel_sim.lessons.rings.probe` and :func:`kernel_sim.viz.rings.trap_bars` give for the new
 setting, computed here in the test process.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from kernel_sim.rings import TRAP_KINDS, probe
+from kernel_sim.lessons.rings import TRAP_KINDS, probe
 from kernel_sim.viz.rings import trap_bars
 from kernel_sim.widgets.rings import RING_OPTIONS
 

@@ -42,7 +42,7 @@ Line = tuple[int, str]          # (1-based line number, text without its comment
 
 def kernel_source() -> str:
     """The text of ``guests/kernel.s``."""
-    from .guest import GUEST_DIR
+    from ..guest import GUEST_DIR
     return (GUEST_DIR / "kernel.s").read_text(encoding="utf-8")
 
 
@@ -201,7 +201,7 @@ def _hypercall(code: str) -> str | None:
 
 
 def _native_significant(code: str) -> bool:
-    from . import isa
+    from .. import isa
     word = code.split()[0].upper()
     ins = isa.BY_MNEMONIC.get(word)
     return (ins is not None and (ins.privileged or ins.cls == isa.SENSITIVE)) or \
@@ -265,7 +265,7 @@ def routine_hypercalls(source: str | None = None) -> dict[str, tuple[str, ...]]:
                 if t in calls and t not in seen:
                     seen.add(t)
                     todo.append(t)
-        from .guest import HYPERCALLS
+        from ..guest import HYPERCALLS
         out[start] = tuple(sorted(found, key=HYPERCALLS.get))
     return out
 
@@ -325,7 +325,7 @@ def replaced_by(instruction: str, source: str | None = None) -> list[str]:
                 common = set(r.hypercalls) if common is None else common & set(r.hypercalls)
     if common is None:
         raise ValueError(f"the native kernel has no {instruction!r} inside a PARAVIRT block")
-    from .guest import HYPERCALLS
+    from ..guest import HYPERCALLS
     return sorted(common, key=HYPERCALLS.get)
 
 
@@ -352,8 +352,8 @@ def hypercall_table() -> list[tuple[int, str, str, str]]:
     :func:`replacements`.  Raises ``RuntimeError`` if the documentation, the guest's table and
     the monitor's table disagree.
     """
-    from . import guest
-    from .monitors.paravirt import HYPERCALLS as MONITOR_TABLE
+    from .. import guest
+    from ..monitors.paravirt import HYPERCALLS as MONITOR_TABLE
     doc = guest.__doc__ or ""
     start = doc.index("Hypercall ABI")
     section = doc[start:doc.index("Shared info page", start)]

@@ -3,7 +3,7 @@
 In a notebook::
 
     from IPython.display import Markdown
-    from kernel_sim.isa_reference import isa_reference_markdown
+    from kernel_sim.tools.isa_reference import isa_reference_markdown
     Markdown(isa_reference_markdown())
 
 Because the text is built from :data:`kernel_sim.isa.INSTRUCTIONS`, it cannot drift from what the
@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from typing import List
 
-from . import isa
-from .asm import DIRECTIVES, FORMAT_SYNTAX, PSEUDO_INSTRUCTIONS
+from .. import isa
+from ..asm import DIRECTIVES, FORMAT_SYNTAX, PSEUDO_INSTRUCTIONS
 
 # One example operand list per format (registers and values chosen to read naturally).
 _EXAMPLE_OPERANDS = {

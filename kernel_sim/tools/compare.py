@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Dict, Iterable, Optional
 
-from .monitors import TECHNIQUE_ORDER, MonitorError, available_techniques, run_technique
+from ..monitors import TECHNIQUE_ORDER, MonitorError, available_techniques, run_technique
 
 
 def _strict_for(technique: str, strict: bool) -> bool:
@@ -27,12 +27,12 @@ def compare(workload: str, count: Optional[int] = None,
     ``strict`` applies to ``trap_emulate`` only (the other techniques do not need it); the
     native baseline runs on the same ISA as the technique it is compared with.
     """
-    from .guest import build_guest
+    from ..guest import build_guest
     known = available_techniques()
     if techniques:
         names = list(techniques)
     else:                   # every technique this CPU preset can run (first-vtx has no EPT)
-        from .costs import CPU_PRESETS
+        from ..costs import CPU_PRESETS
         names = [n for n in known if n != "hw_ept" or CPU_PRESETS.get(cpu, {}).get("ept", True)]
     for name in names:
         if name not in known:
@@ -72,7 +72,7 @@ def compare_table(results: Dict[str, object], operations: int) -> str:
 
 
 def cmd_compare(args) -> int:
-    from .guest import WORKLOADS
+    from ..guest import WORKLOADS
     techniques = [t.strip() for t in args.techniques.split(",")] if args.techniques else None
     try:
         results = compare(args.workload, count=args.count, techniques=techniques, cpu=args.cpu,
@@ -91,13 +91,12 @@ def cmd_compare(args) -> int:
 
 def cmd_run_technique(args) -> int:
     """``run FILE.s --technique NAME``: the program is the guest (paravirt: PARAVIRT=1)."""
-    from .asm import AsmError, assemble
-    from .monitors import ProgramImage
-    from .__main__ import _defines
+    from ..asm import AsmError, assemble, parse_defines
+    from ..monitors import ProgramImage
     try:
         with open(args.file, encoding="utf-8") as f:
             source = f.read()
-        defines = _defines(args.define)
+        defines = parse_defines(args.define)
         if args.technique == "paravirt":
             defines.setdefault("PARAVIRT", 1)
         program = assemble(source, filename=args.file, defines=defines)

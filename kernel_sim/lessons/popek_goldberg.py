@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from . import isa
+from .. import isa
 
 __all__ = ["PROPERTIES", "class_table", "class_table_html", "Theorem1", "theorem1",
            "DEMO_SOURCE", "demo_image", "IsaComparison", "compare_isas", "compare_workload",
@@ -236,8 +236,8 @@ SMALL_BUDGET = 100_000
 
 
 def _image(source: str, filename: str):
-    from .asm import assemble
-    from .monitors import ProgramImage
+    from ..asm import assemble
+    from ..monitors import ProgramImage
     return ProgramImage.from_program(assemble(source, filename=filename), ram_size=SMALL_RAM)
 
 
@@ -330,7 +330,7 @@ def compare_isas(image, name: str = "guest", count: int = SMALL_BUDGET, **settin
     ``count`` is the instruction budget of each run; ``settings`` go to every monitor (e.g.
     ``cpu="first-vtx"``).
     """
-    from .monitors import run_technique
+    from ..monitors import run_technique
     runs = {(tech, strict): run_technique(image, tech, count=count, strict=strict, **settings)
             for tech in ("native", "trap_emulate") for strict in (False, True)}
     return IsaComparison(name, runs["native", False], runs["native", True],
@@ -339,7 +339,7 @@ def compare_isas(image, name: str = "guest", count: int = SMALL_BUDGET, **settin
 
 def compare_workload(workload: str, count: int | None = None, **settings) -> IsaComparison:
     """:func:`compare_isas` for a workload of the course's guest OS (loop count ``count``)."""
-    from .guest import WORKLOADS, build_guest
+    from ..guest import WORKLOADS, build_guest
     image = build_guest(workload, count=count)
     n = count if count is not None else WORKLOADS[workload].default_count
     return compare_isas(image, name=f"workload {workload} ({n} iterations)",
@@ -403,8 +403,8 @@ def events_per_operation(workload: str, strict: bool = True, counts: Sequence[in
     change are left out.  Values are exact fractions (an integer when the work per iteration is
     regular).
     """
-    from .guest import build_guest
-    from .monitors import run_technique
+    from ..guest import build_guest
+    from ..monitors import run_technique
     lo, hi = counts
     if not (isinstance(lo, int) and isinstance(hi, int) and 0 < lo < hi):
         raise ValueError(f"counts must be two increasing positive integers, got {counts!r}")

@@ -18,7 +18,7 @@ faulting instruction is seen.  The system-call handler implements ``exit`` (r0 =
 
 Use it like this::
 
-    from kernel_sim.rings import probe, PROGRAMS
+    from kernel_sim.lessons.rings import probe, PROGRAMS
     p = probe("privileged mix", ring=3)
     p.traps          # {'#DE': 0, '#UD': 0, '#GP': 7, '#PF': 0, 'syscall': 1}  (from the CPU)
     p.kernel_traps   # the same numbers, read from the probe kernel's own counters in memory
@@ -35,11 +35,11 @@ from functools import lru_cache
 from importlib import resources
 from typing import Dict, List, Optional, Tuple
 
-from . import isa
-from .asm import AsmError, Program, assemble, disassemble_word
-from .machine import Machine
-from .results import Result
-from .state import C_CYCLES, C_TRACE_POS, TRACE_TRAP
+from .. import isa
+from ..asm import AsmError, Program, assemble, disassemble_word
+from ..machine import Machine
+from ..results import Result
+from ..state import C_CYCLES, C_TRACE_POS, TRACE_TRAP
 
 # --------------------------------------------------------------------------------------------
 # The probe kernel's layout (must match guests/ring_probe.s; checked when it is assembled)

@@ -25,8 +25,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from . import isa
-from .machine import Machine
+from .. import isa
+from ..machine import Machine
 
 
 def warm_all() -> None:
@@ -40,6 +40,6 @@ def warm_all() -> None:
     program = SimpleNamespace(segments=[(0, words)], entry=0)
     machine = Machine(memory_size=64 << 10, tlb_size=4)
     machine.load(program).run(count=10)
-    from .monitors.base import ProgramImage
-    from .monitors.emulation import Emulation
+    from ..monitors.base import ProgramImage
+    from ..monitors.emulation import Emulation
     Emulation(ProgramImage.from_program(program, ram_size=64 << 10)).run(10)

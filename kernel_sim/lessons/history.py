@@ -423,8 +423,8 @@ def run_two_machines(names: str = "AB", memory_size: int = 64 << 10):
     of how the simulator is built (separate NumPy arrays), not yet a mechanism a VMM enforces on
     shared hardware -- the later notebooks build those mechanisms.
     """
-    from .asm import assemble
-    from .machine import Machine
+    from ..asm import assemble
+    from ..machine import Machine
 
     if not names or not all(isinstance(c, str) and len(c) == 1 and 32 < ord(c) < 127
                             for c in names):

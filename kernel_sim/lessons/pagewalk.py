@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import mmu
-from .machine import check_int
-from .state import EV_WALK_REFS, NUM_COUNTERS
+from .. import mmu
+from ..machine import check_int
+from ..state import EV_WALK_REFS, NUM_COUNTERS
 
 DEFAULT_GVA = 0x00123ABC        #: the guest-virtual address walked by default (page 0x123)
 DATA_GPA = 0x00070000           #: guest-physical page the default address maps to
