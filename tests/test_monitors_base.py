@@ -84,3 +84,48 @@ def test_exit_table_shares_and_averages_follow_the_counts():
     text = r.exit_table()
     assert "Samples%" in text and "Total Samples:4" in text
     assert text.index(" a ") < text.index(" b ")      # most frequent first
+
+
+# ---- what techniques declare (monitors/base.Needs): the rest of the system asks the class ------
+def test_a_refusal_is_the_message_the_constructor_raises():
+    from kernel_sim.guest import build_guest
+    from kernel_sim.monitors import techniques_for
+    for cpu in CPU_PRESETS:
+        for name in techniques_for("modern"):
+            cls = monitor_class(name)
+            refused = cls.refusal(cpu)
+            if refused is None:
+                continue
+            with pytest.raises(MonitorError) as exc:
+                cls(build_guest("syscall", count=2, **cls.guest_options()), cpu=cpu)
+            assert str(exc.value) == refused
+    assert monitor_class("hw_ept").refusal("first-vtx") and "EPT" in \
+        monitor_class("hw_ept").refusal("first-vtx")
+    assert "hw_ept" not in techniques_for("first-vtx") and "hw_ept" in techniques_for("nehalem")
+    assert monitor_class("hw_shadow").refusal("first-vtx", vpid=True)
+    assert monitor_class("hw_shadow").refusal("first-vtx", vpid=False) is None
+    with pytest.raises(ValueError, match="unknown CPU preset"):
+        monitor_class("native").refusal("pentium")
+
+
+def test_each_technique_gets_the_guest_build_it_declares():
+    from kernel_sim.guest import build_guest
+    from kernel_sim.monitors import techniques_for
+    for name in techniques_for("modern"):
+        cls = monitor_class(name)
+        image = build_guest("syscall", count=2, **cls.guest_options())
+        assert image.paravirt == (cls.needs.guest_build == "paravirt")
+        assert run_technique(image, name, count=200_000).stop == "halt"
+    pv = monitor_class("paravirt")
+    assert pv.guest_options(batch=4) == {"paravirt": True, "batch": 4}
+    with pytest.raises(ValueError, match="batch applies only"):
+        monitor_class("trap_emulate").guest_options(batch=4)
+
+
+def test_only_a_technique_that_declares_a_strict_choice_runs_on_the_strict_isa():
+    from kernel_sim.monitors import available_techniques
+    for name in available_techniques():
+        cls = monitor_class(name)
+        assert cls.strict_for(False) is False
+        assert cls.strict_for(True) is (cls.needs.strict_isa == "choice")
+    assert monitor_class("trap_emulate").strict_for(True)

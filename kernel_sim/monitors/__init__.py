@@ -34,7 +34,7 @@ import difflib
 import importlib
 from typing import Dict, List
 
-from .base import DEFAULT_BUDGET, Monitor, MonitorError, ProgramImage  # noqa: F401
+from .base import DEFAULT_BUDGET, Monitor, MonitorError, Needs, ProgramImage  # noqa: F401
 
 #: technique name -> "module:Class" (imported on first use: a notebook pays only for what it uses)
 _REGISTRY: Dict[str, str] = {
@@ -70,6 +70,12 @@ def monitor_class(technique: str):
         raise ValueError(f"unknown technique {technique!r}{hint}; available: {', '.join(known)}")
     module, cls = _REGISTRY[technique].split(":")
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+
+
+def techniques_for(cpu: str = "modern") -> List[str]:
+    """The available techniques a CPU preset can run (first-vtx: no EPT, so no hw_ept), in
+    :data:`TECHNIQUE_ORDER`; each technique's class decides (:meth:`Monitor.refusal`)."""
+    return [name for name in available_techniques() if monitor_class(name).refusal(cpu) is None]
 
 
 def run_technique(image, technique: str, count: int = DEFAULT_BUDGET, **settings):

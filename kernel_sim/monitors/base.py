@@ -49,12 +49,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, Iterable, Optional
+from typing import Dict, FrozenSet, Iterable, Optional, Tuple
 
 import numpy as np
 
 from .. import isa
-from ..costs import technique_costs
+from ..costs import CPU_PRESETS, technique_costs
 from ..machine import Machine, architectural_state_of, check_int, user_pages_of
 from ..results import TechniqueResult
 from ..state import C_CPL, C_PC, EV_BLK_READS, EV_BLK_WRITES
@@ -195,6 +195,56 @@ class GuestView:
         return user_pages_of(self.memory, self.ctrl, self.paging_levels, self._frame_to_gpa)
 
 
+#: The guest builds a technique can ask for (:func:`kernel_sim.guest.build_guest`).
+GUEST_BUILDS = ("plain", "paravirt")
+#: How a technique relates to the strict ISA (the machine option that makes the sensitive but
+#: unprivileged instructions trap outside ring 0).
+STRICT_POLICIES = ("ignored", "choice")
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a technique needs from the rest of the system, declared once on its class.
+
+    compare, the CLI, the experiments layer, the widgets and the exercises ask a monitor class
+    for these (``monitor_class(name).needs``, :meth:`Monitor.refusal`,
+    :meth:`Monitor.guest_options`, :meth:`Monitor.strict_for`) instead of testing technique
+    names, so a new technique is one new module.
+
+    ``guest_build``
+        the build of the guest OS it runs: ``"plain"`` (the unmodified kernel) or
+        ``"paravirt"`` (assembled with ``PARAVIRT=1``: hypercalls instead of privileged
+        instructions).
+    ``guest_knobs``
+        settings that belong to the guest *image*, not to the monitor (paravirt's ``batch``:
+        page-table updates per ``mmu_update`` hypercall, read by the PV kernel at boot).
+    ``cpu_features``
+        features the CPU preset must have (``"ept"``: nested paging), keys of
+        :data:`kernel_sim.costs.CPU_PRESETS`; a preset without one is refused with a message.
+    ``strict_isa``
+        ``"choice"``: whether the sensitive-but-unprivileged instructions trap decides whether
+        the technique is equivalent to native (trap-and-emulate: Popek & Goldberg), so it is
+        the learner's choice; ``"ignored"``: the technique never runs the guest kernel's
+        sensitive instructions deprivileged and unwatched, so it runs on the plain ISA.
+    ``same_kernel_as_native``
+        False when the guest kernel binary differs from native's (paravirt): then only the
+        user-visible state can be compared with native, not the whole guest-OS state digest.
+    """
+
+    guest_build: str = "plain"
+    guest_knobs: Tuple[str, ...] = ()
+    cpu_features: FrozenSet[str] = frozenset()
+    strict_isa: str = "ignored"
+    same_kernel_as_native: bool = True
+
+    def __post_init__(self):
+        if self.guest_build not in GUEST_BUILDS:
+            raise ValueError(f"guest_build must be one of {GUEST_BUILDS}, got {self.guest_build!r}")
+        if self.strict_isa not in STRICT_POLICIES:
+            raise ValueError(f"strict_isa must be one of {STRICT_POLICIES}, "
+                             f"got {self.strict_isa!r}")
+
+
 class Monitor:
     """Base class of the techniques: settings, the cost table, event counting, results.
 
@@ -215,6 +265,46 @@ class Monitor:
     name = "base"
     #: one line for tables and widgets
     description = ""
+    #: what the technique needs (guest build, CPU features, ISA strictness): see :class:`Needs`
+    needs = Needs()
+
+    # ---- what the rest of the system asks a technique, before building anything ----------
+    @classmethod
+    def refusal(cls, cpu: str = "modern", **settings) -> Optional[str]:
+        """Why this technique cannot run on CPU preset ``cpu`` with these ``settings``, as a
+        message for a learner -- or None when it can.  The constructor raises
+        :class:`MonitorError` with the same message, so a widget can grey out a choice and the
+        CLI can refuse it without building a guest."""
+        technique_costs(cpu)            # an unknown preset is bad input: ValueError, not a refusal
+        preset = CPU_PRESETS[cpu]
+        for feature in sorted(cls.needs.cpu_features):
+            if not preset.get(feature, False):
+                return cls._missing_feature_message(cpu, feature)
+        return None
+
+    @classmethod
+    def _missing_feature_message(cls, cpu: str, feature: str) -> str:
+        return (f"{cls.name} needs {feature.upper()}, which the {cpu} CPU preset "
+                f"({CPU_PRESETS[cpu]['examples']}) does not have")
+
+    @classmethod
+    def guest_options(cls, **guest_knobs) -> Dict[str, object]:
+        """Keyword arguments for :func:`kernel_sim.guest.build_guest` that give this technique
+        the guest build it runs; ``guest_knobs`` (such as paravirt's ``batch``) are passed on
+        when the technique declares them and refused with a ValueError otherwise."""
+        extra = sorted(k for k, v in guest_knobs.items()
+                       if v is not None and k not in cls.needs.guest_knobs)
+        if extra:
+            raise ValueError(f"{', '.join(extra)} applies only to techniques whose guest image "
+                             f"takes it, not to {cls.name}")
+        options: Dict[str, object] = {"paravirt": cls.needs.guest_build == "paravirt"}
+        options.update({k: v for k, v in guest_knobs.items() if v is not None})
+        return options
+
+    @classmethod
+    def strict_for(cls, requested: bool) -> bool:
+        """The ISA strictness this technique runs with when a learner asks for ``requested``."""
+        return bool(requested) if cls.needs.strict_isa == "choice" else False
 
     def __init__(self, image, *, cpu: str = "modern", strict: bool = False,
                  levels: int = GUEST_LEVELS, tlb_size: int = GUEST_TLB,

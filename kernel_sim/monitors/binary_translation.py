@@ -111,7 +111,7 @@ from ..state import (
     STOP_NAMES,
     STOP_TRAP_EXIT,
 )
-from .base import MonitorError, check_settings
+from .base import MonitorError, Needs, check_settings
 from .shadow import PAGE, A, P, W, emulate_store
 from .translator import (
     CO_CALL,
@@ -167,6 +167,7 @@ class BinaryTranslation(TrapEmulate):
     """
 
     name = "binary_translation"
+    needs = Needs()
     description = ("guest kernel code translated into a translation cache (sensitive "
                    "instructions become callouts); user code runs directly; shadow page tables")
 

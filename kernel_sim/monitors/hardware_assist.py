@@ -116,7 +116,7 @@ from ..state import (
     STOP_VM_EXIT,
 )
 from ..vmx import CONTROLS, Vmcs, run_guest
-from .base import MONITOR_BYTES, GuestView, Monitor, MonitorError, check_settings
+from .base import MONITOR_BYTES, GuestView, Monitor, MonitorError, Needs, check_settings
 from .ept import NestedPager
 from .shadow import FrameAllocator, ShadowPager, emulate_store
 from .trap_emulate import DEFAULT_TIME_SLICE
@@ -172,6 +172,24 @@ class HardwareAssist(Monitor):
     name = "hardware_assist"
     memory_mode = ""
 
+    @classmethod
+    def _missing_feature_message(cls, cpu: str, feature: str) -> str:
+        if feature == "ept":
+            return (f"the {cpu} CPU preset ({CPU_PRESETS[cpu]['examples']}) has no EPT: "
+                    f"nested paging arrived with Nehalem (2008).  Use hw_shadow, or "
+                    f"the nehalem or modern preset")
+        return super()._missing_feature_message(cpu, feature)
+
+    @classmethod
+    def refusal(cls, cpu: str = "modern", **settings) -> Optional[str]:
+        """Also refuses ``vpid=True`` on a preset without VPID (it arrived with Nehalem)."""
+        refused = super().refusal(cpu, **settings)
+        if refused is None and settings.get("vpid") and not CPU_PRESETS[cpu]["vpid"]:
+            refused = (f"the {cpu} CPU preset has no VPID (it arrived with "
+                       f"Nehalem): every VM entry and exit flushes the TLB.  Use "
+                       f"vpid=False or a later preset")
+        return refused
+
     def __init__(self, image, *, vpid: Optional[bool] = None,
                  controls: Optional[Dict[str, bool]] = None,
                  exception_bitmap: Iterable[int] = (), ept_levels: int = 4,
@@ -180,16 +198,11 @@ class HardwareAssist(Monitor):
         super().__init__(image, **settings)
         mode = self.name
         preset = CPU_PRESETS[self.cpu]
-        if mode == "hw_ept" and not preset["ept"]:
-            raise MonitorError(f"the {self.cpu} CPU preset ({preset['examples']}) has no EPT: "
-                               f"nested paging arrived with Nehalem (2008).  Use hw_shadow, or "
-                               f"the nehalem or modern preset")
+        refused = self.refusal(self.cpu, vpid=vpid)
+        if refused:
+            raise MonitorError(refused)
         if vpid is None:
             vpid = bool(preset["vpid"])
-        if vpid and not preset["vpid"]:
-            raise MonitorError(f"the {self.cpu} CPU preset has no VPID (it arrived with "
-                               f"Nehalem): every VM entry and exit flushes the TLB.  Use "
-                               f"vpid=False or a later preset")
         if getattr(image, "paravirt", False):
             raise MonitorError(f"{mode} runs unmodified guests; this image was built with "
                                f"PARAVIRT=1 (use the paravirt technique)")
@@ -629,6 +642,7 @@ class HwShadow(HardwareAssist):
 
 class HwEpt(HardwareAssist):
     name = "hw_ept"
+    needs = Needs(cpu_features=frozenset({"ept"}))
     memory_mode = "ept"
     description = ("VT-x with EPT: guest kernel in ring 0 of non-root mode; the CPU walks guest "
                    "tables through the nested table (2-D walk); EPT violations on first touch")

@@ -164,7 +164,7 @@ from ..state import (
     STOP_TRAP_EXIT,
     STOP_UNTIL,
 )
-from .base import GuestView, Monitor, MonitorError, check_settings
+from .base import GuestView, Monitor, MonitorError, Needs, check_settings
 
 #: host ticks the guest may run before the monitor takes the CPU back (a scheduling quantum;
 #: an assumption of the model, as in trap_emulate)
@@ -221,6 +221,7 @@ class Paravirt(Monitor):
     """
 
     name = "paravirt"
+    needs = Needs(guest_build="paravirt", guest_knobs=("batch",), same_kernel_as_native=False)
     description = ("modified (PARAVIRT=1) kernel in ring 1: hypercalls instead of privileged "
                    "instructions, validated page-table updates (direct paging)")
 

@@ -82,7 +82,7 @@ from ..state import (
     STOP_NAMES,
     STOP_TRAP_EXIT,
 )
-from .base import MONITOR_BYTES, GuestView, Monitor, MonitorError, check_settings
+from .base import MONITOR_BYTES, GuestView, Monitor, MonitorError, Needs, check_settings
 from .shadow import FrameAllocator, ShadowPager, emulate_store
 from .vcpu import (
     ACC_FETCH,
@@ -121,6 +121,7 @@ class TrapEmulate(Monitor):
     """
 
     name = "trap_emulate"
+    needs = Needs(strict_isa="choice")
     description = ("guest kernel deprivileged to ring 1; privileged instructions trap and are "
                    "emulated; shadow page tables")
 

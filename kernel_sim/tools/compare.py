@@ -12,11 +12,8 @@ import json
 import sys
 from typing import Dict, Iterable, Optional
 
-from ..monitors import TECHNIQUE_ORDER, MonitorError, available_techniques, run_technique
-
-
-def _strict_for(technique: str, strict: bool) -> bool:
-    return strict if technique == "trap_emulate" else False
+from ..monitors import (TECHNIQUE_ORDER, MonitorError, available_techniques, monitor_class,
+                        run_technique, techniques_for)
 
 
 def compare(workload: str, count: Optional[int] = None,
@@ -32,15 +29,15 @@ def compare(workload: str, count: Optional[int] = None,
     if techniques:
         names = list(techniques)
     else:                   # every technique this CPU preset can run (first-vtx has no EPT)
-        from ..costs import CPU_PRESETS
-        names = [n for n in known if n != "hw_ept" or CPU_PRESETS.get(cpu, {}).get("ept", True)]
+        names = techniques_for(cpu)
     for name in names:
         if name not in known:
             raise ValueError(f"unknown technique {name!r}; available: {', '.join(known)}")
     out = {}
     for name in sorted(set(names), key=TECHNIQUE_ORDER.index):
-        image = build_guest(workload, count=count, paravirt=(name == "paravirt"))
-        out[name] = run_technique(image, name, cpu=cpu, strict=_strict_for(name, strict),
+        cls = monitor_class(name)
+        image = build_guest(workload, count=count, **cls.guest_options())
+        out[name] = run_technique(image, name, cpu=cpu, strict=cls.strict_for(strict),
                                   **knobs.get(name, {}))
     return out
 
@@ -55,16 +52,16 @@ def compare_table(results: Dict[str, object], operations: int) -> str:
         slow = f"{r.cycles / native.cycles:.2f}x" if native and native.cycles else "-"
         top = sorted(r.monitor_events.items(), key=lambda kv: -kv[1])[:4]
         events = ", ".join(f"{k} {v:,}" for k, v in top) or "-"
-        label = name + (" (strict)" if r.strict else " (non-strict)" if name ==
-                        "trap_emulate" else "")
+        label = name + (" (strict)" if r.strict else " (non-strict)"
+                        if monitor_class(name).needs.strict_isa == "choice" else "")
         lines.append(f"{label:<27}{r.instructions:>14,}{r.cycles:>14,}{per_op:>12,.1f}"
                      f"{slow:>11}  {events}")
     digests = {r.user_digest for r in results.values()}
     lines.append("user-visible state: " + ("identical under every technique" if len(digests) == 1
                                            else "DIFFERS between techniques"))
     if native is not None:
-        # paravirt runs another kernel binary: only its user-visible state is comparable
-        same_kernel = [n for n in results if n != "paravirt"]
+        # a paravirtual kernel is another binary: only its user-visible state is comparable
+        same_kernel = [n for n in results if monitor_class(n).needs.same_kernel_as_native]
         differ = [n for n in same_kernel if results[n].state_digest != native.state_digest]
         lines.append("guest OS state (registers, memory, ticks) vs native: "
                      + ("identical" if not differ else "DIFFERS under " + ", ".join(differ)))
@@ -97,11 +94,11 @@ def cmd_run_technique(args) -> int:
         with open(args.file, encoding="utf-8") as f:
             source = f.read()
         defines = parse_defines(args.define)
-        if args.technique == "paravirt":
+        paravirt = monitor_class(args.technique).needs.guest_build == "paravirt"
+        if paravirt:
             defines.setdefault("PARAVIRT", 1)
         program = assemble(source, filename=args.file, defines=defines)
-        image = ProgramImage.from_program(program, disk_sectors=0,
-                                          paravirt=(args.technique == "paravirt"))
+        image = ProgramImage.from_program(program, disk_sectors=0, paravirt=paravirt)
         result = run_technique(image, args.technique, count=args.count, cpu=args.cpu,
                                strict=args.strict, levels=args.paging_levels,
                                tlb_size=args.tlb_size)
