@@ -278,7 +278,8 @@ def assembly_include() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _markdown(header: list[str], rows: Iterable[Iterable[str]]) -> str:
+def markdown_table(header: list[str], rows: Iterable[Iterable[str]]) -> str:
+    """A Markdown table (``|`` in a cell is escaped)."""
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
     return "\n".join(out)
@@ -286,24 +287,19 @@ def _markdown(header: list[str], rows: Iterable[Iterable[str]]) -> str:
 
 def syscall_table_markdown() -> str:
     """The system calls as a Markdown table (the ISA reference shows it)."""
-    return _markdown(["number", "name", "meaning"],
+    return markdown_table(["number", "name", "meaning"],
                      [[str(c.number), f"`{c.name}`", c.args] for c in SYSCALL_TABLE])
 
 
 def port_table_markdown() -> str:
     """The I/O ports as a Markdown table (the ISA reference shows it)."""
     docs = port_descriptions()
-    return _markdown(["name", "number", "meaning"],
+    return markdown_table(["name", "number", "meaning"],
                      [[f"`{f.name}`", f"0x{f.value:02X}", docs[f.name]] for f in PORTS])
-
-
-def hypercall_docs() -> dict[str, str]:
-    """name -> arguments and result, for notebook 06's table."""
-    return {c.name: c.args for c in HYPERCALL_TABLE}
 
 
 __all__ = ["Call", "Field", "LAYOUT", "MAGIC", "BOOT_INFO", "DISK", "SYSCALL_TABLE",
            "HYPERCALL_TABLE", "SHARED_INFO", "PARAVIRT", "PORTS", "BLK_COMMANDS", "BLK_STATUS",
            "SYSCALL_NUMBERS", "HYPERCALLS", "PORT_NAMES", "port_descriptions",
            "assembly_include", "syscall_table_markdown", "port_table_markdown",
-           "hypercall_docs", "GENERATED_HEADER"]
+           "markdown_table", "GENERATED_HEADER"]
