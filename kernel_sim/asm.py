@@ -611,13 +611,7 @@ class _Assembler:
     def include(self, p: "_Cursor") -> None:
         """``.include "path"``: assemble the file here, unless it was assembled already."""
         src = p.src
-        st = p.tok
-        if st.kind != "string":
-            raise self.err(src, st.col, f"expected a file name in double quotes after "
-                                        f"'.include', found {p.describe()}")
-        p.next()
-        p.end("'.include'")
-        name = self.unescape(src, st)
+        st, name = self.string_operand(p, ".include", "a file name")
         here = next(path for path, shown in self.included.items() if shown == src.filename)
         path = (here.parent / name).resolve()
         shown = posixpath.normpath(posixpath.join(posixpath.dirname(src.filename), name))
@@ -807,13 +801,7 @@ class _Assembler:
             self.advance(len(exprs), src, t.col)
             row[1] = len(exprs)
         elif name == ".string":
-            st = p.tok
-            if st.kind != "string":
-                raise self.err(src, st.col, f"expected a string in double quotes after "
-                                            f"'.string', found {p.describe()}")
-            p.next()
-            p.end("'.string'")
-            values = tuple(ord(c) for c in self.unescape(src, st)) + (0,)
+            values = tuple(ord(c) for c in self.string_operand(p, ".string", "a string")[1]) + (0,)
             self.stmts.append(_Stmt("data", self.addr, len(self.segs) - 1, src, values))
             self.advance(len(values), src, t.col)
             row[1] = len(values)
@@ -847,6 +835,16 @@ class _Assembler:
         elif name == ".include":
             self.include(p)
         return None
+
+    def string_operand(self, p: "_Cursor", directive: str, what: str) -> Tuple[_Tok, str]:
+        """The one operand of *directive*: a string in double quotes (its token and text)."""
+        st = p.tok
+        if st.kind != "string":
+            raise self.err(p.src, st.col, f"expected {what} in double quotes after "
+                                          f"'{directive}', found {p.describe()}")
+        p.next()
+        p.end(f"'{directive}'")
+        return st, self.unescape(p.src, st)
 
     # ---- macros ------------------------------------------------------------------------
     def start_macro(self, p: "_Cursor") -> _Macro:

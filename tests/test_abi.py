@@ -32,7 +32,7 @@ def test_check_reports_a_stale_include(tmp_path, monkeypatch, capsys):
     stale.write_text(abi.assembly_include().replace("SYS_GETPID        = 2", "SYS_GETPID = 3"))
     monkeypatch.setattr(generate, "generated_files",
                         lambda: {stale: abi.assembly_include})
-    monkeypatch.setattr(generate, "PACKAGE", tmp_path / "kernel_sim")   # names are shown from its parent
+    monkeypatch.setattr(generate, "PACKAGE", tmp_path / "kernel_sim")  # shown from its parent
     assert generate.main(["--check"]) == 1
     assert "stale: abi.s" in capsys.readouterr().err
     assert generate.main([]) == 0 and stale.read_text() == abi.assembly_include()
