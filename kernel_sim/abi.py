@@ -226,7 +226,7 @@ def port_descriptions() -> dict[str, str]:
     return out
 
 
-# ---- renderings: the assembly include and the documentation tables --------------------------------
+# ---- renderings: the assembly include and the documentation tables -------------------------------
 GENERATED_HEADER = "generated from kernel_sim/abi.py by `python -m kernel_sim.tools.generate`"
 
 
