@@ -34,7 +34,29 @@ current line), with C precedence; ``/`` and ``%`` truncate toward zero as in C. 
 while an expression is evaluated and are checked against the field they go into.
 
 Directives: ``.org`` ``.word`` ``.string`` ``.space`` ``.align`` ``.equ`` ``.entry`` ``.if``
-``.ifdef`` ``.ifndef`` ``.else`` ``.endif`` ``.macro`` ``.endm`` (see :data:`DIRECTIVES`).
+``.ifdef`` ``.ifndef`` ``.else`` ``.endif`` ``.macro`` ``.endm`` ``.include`` (see
+:data:`DIRECTIVES`).
+
+Several files: ``.include``
+---------------------------
+``.include "path"`` assembles another file at that point, as if its lines were written there
+(the way ``#include`` works in C): its labels, constants and macros are visible to everything
+after it.  This is how a kernel is split into files, xv6-style (``guests/kernel.s`` includes
+``kernel/boot.s``, ``kernel/traps.s`` ...), and how every program gets the generated ABI
+constants (``guests/abi.s``).
+
+* The path is relative to the directory of the file that contains the ``.include``.  The top
+  source is a string, so its directory is the *base_dir* argument of :func:`assemble` (default:
+  the current directory).
+* **Include-once**: a file is assembled only the first time it is included; later
+  ``.include`` lines of the same file do nothing (like a C header with an include guard).  So
+  two files may both include the ABI constants without defining them twice.
+* A file that includes itself, directly or through other files, is an error that shows the
+  whole chain (``kernel.s:3:1 includes a.s, a.s:1:1 includes kernel.s``); so is a missing file.
+* ``.include`` may sit inside ``.if`` ... ``.endif`` (a conditional include).  An included file
+  must close the ``.if`` blocks it opens.
+* Errors inside an included file name *that* file and its line and column; ``Program.lines``
+  maps every word to ``(file, line)``.
 
 Decisions worth knowing
 -----------------------
@@ -62,9 +84,11 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import posixpath
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -114,6 +138,7 @@ DIRECTIVES = {
     ".endif": ".endif -- end of a conditional block",
     ".macro": ".macro NAME [PARAM, ...] -- define a macro; \\PARAM and \\@ in the body",
     ".endm": ".endm -- end of a macro definition",
+    ".include": '.include "path" -- assemble that file here, once (path relative to this file)',
 }
 _COND_OPEN = (".if", ".ifdef", ".ifndef")
 
@@ -268,8 +293,15 @@ class _Src:
     filename: str
     lineno: int
     text: str
-    macros: Tuple[Tuple[str, int], ...] = ()   # (macro name, invocation line), outermost first
+    macros: Tuple[Tuple[str, str, int], ...] = ()  # (macro, invoking file, line), outermost 1st
     top_line: int = 0                           # the line the learner wrote (for Program.lines)
+    top_file: str = ""                          # ... and its file
+
+    def where(self, other: "_Src") -> str:
+        """``line N`` of *other*, with its file name when that is not this line's file."""
+        if other.filename == self.filename:
+            return f"line {other.lineno}"
+        return f"{other.filename}:{other.lineno}"
 
 
 class _NotYet(Exception):
@@ -308,8 +340,16 @@ class _Stmt:
 
 
 class _Assembler:
-    def __init__(self, filename: str, defines: Dict[str, int], origin: int):
+    def __init__(self, filename: str, defines: Dict[str, int], origin: int,
+                 base_dir: Optional[Path] = None):
         self.filename = filename
+        self.base_dir = Path.cwd() if base_dir is None else Path(base_dir)
+        top = (self.base_dir / filename).resolve()
+        # .include bookkeeping: files being assembled (outermost first), as (real path, name
+        # shown in messages, the .include that opened it); and every file assembled so far.
+        self.include_stack: List[Tuple[Path, str, Optional[_Src], int]] = [
+            (top, filename, None, 0)]
+        self.included: Dict[Path, str] = {top: filename}
         self.symbols: Dict[str, _Sym] = {}
         for name, value in defines.items():
             if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
@@ -338,8 +378,9 @@ class _Assembler:
     # ---- errors --------------------------------------------------------------------------
     def err(self, src: _Src, col: int, message: str) -> AsmError:
         if src.macros:
-            chain = " <- ".join(f"macro '{n}' invoked at line {ln}"
-                                for n, ln in reversed(src.macros))
+            chain = " <- ".join(f"macro '{n}' invoked at "
+                                + (f"line {ln}" if fn == src.filename else f"{fn}:{ln}")
+                                for n, fn, ln in reversed(src.macros))
             message = f"{message} (in {chain})"
         return AsmError(src.filename, src.lineno, col + 1, message)
 
@@ -530,8 +571,8 @@ class _Assembler:
                 raise self.err(src, col, f"'{name}' is already defined by the assembler's "
                                          f"defines (= {old.value}); guard it with .ifndef {name}")
             what = "label" if sym.kind == "label" else "symbol"
-            raise self.err(src, col, f"duplicate {what} '{name}': already defined at line "
-                                     f"{old.src.lineno}")
+            raise self.err(src, col, f"duplicate {what} '{name}': already defined at "
+                                     f"{src.where(old.src)}")
         self.symbols[name] = sym
 
     # ---- layout ------------------------------------------------------------------------
@@ -555,18 +596,52 @@ class _Assembler:
 
     # ---- pass 1: lines -----------------------------------------------------------------
     def run(self, text: str) -> None:
+        self.run_file(text, self.filename)
+
+    def run_file(self, text: str, filename: str) -> None:
+        """Pass 1 over one file (the top source or an included one)."""
         lines = text.splitlines()
-        self.process_lines([(i + 1, t) for i, t in enumerate(lines)], ())
-        if self.cond:
+        saved_base, self.cond_base = self.cond_base, len(self.cond)
+        self.process_lines([(i + 1, t) for i, t in enumerate(lines)], (), filename=filename)
+        if len(self.cond) > self.cond_base:
             c = self.cond[-1]
             raise self.err(c["src"], c["col"], f"'{c['kind']}' is never closed by '.endif'")
+        self.cond_base = saved_base
 
-    def process_lines(self, lines: Sequence[Tuple[int, str]], macros: Tuple[Tuple[str, int], ...],
-                      top_line: int = 0) -> None:
+    def include(self, p: "_Cursor") -> None:
+        """``.include "path"``: assemble the file here, unless it was assembled already."""
+        src = p.src
+        st, name = self.string_operand(p, ".include", "a file name")
+        here = next(path for path, shown in self.included.items() if shown == src.filename)
+        path = (here.parent / name).resolve()
+        shown = posixpath.normpath(posixpath.join(posixpath.dirname(src.filename), name))
+        chain = [e for e in self.include_stack if e[0] == path]
+        if chain:
+            links = [f"{o.filename}:{o.lineno}:{c + 1} includes {n}"
+                     for _, n, o, c in self.include_stack[1:]]       # from the top file down
+            links.append(f"{src.filename}:{src.lineno}:{st.col + 1} includes {chain[0][1]}")
+            raise self.err(src, st.col, "'.include' cycle: " + ", ".join(links))
+        if path in self.included:
+            return                                  # include-once
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            nearby = (sorted(f.name for f in path.parent.iterdir() if f.is_file())
+                      if path.parent.is_dir() else [])
+            raise self.err(src, st.col, f"cannot include '{name}': no such file {shown!r}"
+                                        f"{_suggest(path.name, nearby)}") from None
+        self.included[path] = shown
+        self.include_stack.append((path, shown, src, st.col))
+        self.run_file(text, shown)
+        self.include_stack.pop()
+
+    def process_lines(self, lines: Sequence[Tuple[int, str]],
+                      macros: Tuple[Tuple[str, str, int], ...], top_line: int = 0,
+                      filename: str = "", top_file: str = "") -> None:
         collecting: Optional[_Macro] = None
         skip_macro = False          # inside a .macro definition in a false .if branch
         for lineno, text in lines:
-            src = _Src(self.filename, lineno, text, macros, top_line or lineno)
+            src = _Src(filename, lineno, text, macros, top_line or lineno, top_file or filename)
             first = re.match(r"\s*(\.[A-Za-z_][A-Za-z0-9_]*)", text)
             word = first.group(1).lower() if first else ""
             col = first.start(1) if first else 0
@@ -576,7 +651,7 @@ class _Assembler:
                     collecting = None
                 elif word == ".macro":
                     raise self.err(src, col, f"'.macro' inside the definition of macro "
-                                             f"'{collecting.name}' (line {collecting.src.lineno}); "
+                                             f"'{collecting.name}' ({src.where(collecting.src)}); "
                                              f"close it with '.endm' first")
                 else:
                     collecting.body.append((lineno, text))
@@ -631,8 +706,8 @@ class _Assembler:
         c = self.cond[-1]
         if word == ".else":
             if c["seen_else"]:
-                raise self.err(src, col, f"second '.else' for the '{c['kind']}' at line "
-                                         f"{c['src'].lineno}")
+                raise self.err(src, col, f"second '.else' for the '{c['kind']}' at "
+                                         f"{src.where(c['src'])}")
             c["seen_else"] = True
             c["taking"] = c["parent"] and not c["taking"]
             if c["parent"]:
@@ -650,7 +725,7 @@ class _Assembler:
         """Assemble one active line in pass 1.  Returns a macro being defined, if any."""
         toks = self.tokenize(src)
         row = [self.addr, 0, src.filename, src.lineno, ("+ " * len(src.macros)) + src.text,
-               src.top_line]
+               (src.top_file, src.top_line)]
         self.rows.append(row)
         p = _Cursor(self, src, toks, 0)
         # labels
@@ -726,13 +801,7 @@ class _Assembler:
             self.advance(len(exprs), src, t.col)
             row[1] = len(exprs)
         elif name == ".string":
-            st = p.tok
-            if st.kind != "string":
-                raise self.err(src, st.col, f"expected a string in double quotes after "
-                                            f"'.string', found {p.describe()}")
-            p.next()
-            p.end("'.string'")
-            values = tuple(ord(c) for c in self.unescape(src, st)) + (0,)
+            values = tuple(ord(c) for c in self.string_operand(p, ".string", "a string")[1]) + (0,)
             self.stmts.append(_Stmt("data", self.addr, len(self.segs) - 1, src, values))
             self.advance(len(values), src, t.col)
             row[1] = len(values)
@@ -756,14 +825,26 @@ class _Assembler:
             node = self.parse_expr(p)
             p.end("'.entry'")
             if self.entry_expr is not None:
-                raise self.err(src, t.col, f"'.entry' given twice (first at line "
-                                           f"{self.entry_expr[1].lineno})")
+                raise self.err(src, t.col, f"'.entry' given twice (first at "
+                                           f"{src.where(self.entry_expr[1])})")
             self.entry_expr = (node, src, self.addr)
         elif name == ".macro":
             return self.start_macro(p)
         elif name == ".endm":
             raise self.err(src, t.col, "'.endm' without a matching '.macro'")
+        elif name == ".include":
+            self.include(p)
         return None
+
+    def string_operand(self, p: "_Cursor", directive: str, what: str) -> Tuple[_Tok, str]:
+        """The one operand of *directive*: a string in double quotes (its token and text)."""
+        st = p.tok
+        if st.kind != "string":
+            raise self.err(p.src, st.col, f"expected {what} in double quotes after "
+                                          f"'{directive}', found {p.describe()}")
+        p.next()
+        p.end(f"'{directive}'")
+        return st, self.unescape(p.src, st)
 
     # ---- macros ------------------------------------------------------------------------
     def start_macro(self, p: "_Cursor") -> _Macro:
@@ -778,8 +859,8 @@ class _Assembler:
             raise self.err(src, nt.col, f"'{nt.text}' is an instruction; a macro needs "
                                         f"another name")
         if name in self.macros:
-            raise self.err(src, nt.col, f"macro '{nt.text}' is already defined at line "
-                                        f"{self.macros[name].src.lineno}")
+            raise self.err(src, nt.col, f"macro '{nt.text}' is already defined at "
+                                        f"{src.where(self.macros[name].src)}")
         params: List[str] = []
         while p.tok.kind != "eol":
             if params:
@@ -800,7 +881,7 @@ class _Assembler:
             for mm in re.finditer(r"\\(@|[A-Za-z_][A-Za-z0-9_]*)?", code):
                 arg = mm.group(1)
                 if arg != "@" and arg not in m.params:
-                    src = _Src(self.filename, lineno, text, m.src.macros)
+                    src = _Src(m.src.filename, lineno, text, m.src.macros)
                     shown = "\\" + (arg or "")
                     have = ", ".join(m.params) or "none"
                     raise self.err(src, mm.start(), f"unknown macro parameter '{shown}' in macro "
@@ -827,7 +908,7 @@ class _Assembler:
                                               f"argument(s) ({', '.join(m.params) or 'none'}), "
                                               f"got {len(args)}")
         if len(src.macros) >= MAX_MACRO_DEPTH:
-            chain = " -> ".join(n for n, _ in src.macros[-4:])
+            chain = " -> ".join(n for n, _, _ in src.macros[-4:])
             raise self.err(src, name_tok.col, f"macro expansion nested more than "
                                               f"{MAX_MACRO_DEPTH} deep ({chain} -> {m.name}); "
                                               f"does macro '{m.name}' invoke itself?")
@@ -842,7 +923,8 @@ class _Assembler:
 
         body = [(ln, subst(t)) for ln, t in m.body]
         saved_base, self.cond_base = self.cond_base, len(self.cond)
-        self.process_lines(body, src.macros + ((m.name, src.lineno),), src.top_line)
+        self.process_lines(body, src.macros + ((m.name, src.filename, src.lineno),),
+                           src.top_line, filename=m.src.filename, top_file=src.top_file)
         if len(self.cond) > self.cond_base:
             c = self.cond[-1]
             raise self.err(c["src"], c["col"], f"'{c['kind']}' inside macro '{m.name}' is never "
@@ -1055,10 +1137,10 @@ class _Assembler:
             base = (st.addr - all_segs[st.seg][0]) >> 2
             arr[base:base + len(words)] = words
             for k in range(len(words)):
-                lines[st.addr + 4 * k] = (st.src.filename, st.src.top_line)
-        for addr, nwords, fn, _, _, top in self.rows:     # .space / .align belong to a line too
+                lines[st.addr + 4 * k] = (st.src.top_file, st.src.top_line)
+        for addr, nwords, _, _, _, top in self.rows:   # .space / .align belong to a line too
             for k in range(nwords):
-                lines.setdefault(addr + 4 * k, (fn, top))
+                lines.setdefault(addr + 4 * k, top)
         symbols = {}
         for name, sym in self.symbols.items():
             symbols[name] = (sym.value if sym.value is not None
@@ -1167,16 +1249,20 @@ class _Cursor:
 
 
 def assemble(source: str, filename: str = "<source>", defines: Optional[Dict[str, int]] = None,
-             origin: int = 0) -> Program:
+             origin: int = 0, base_dir: Union[str, Path, None] = None) -> Program:
     """Assemble *source* into a :class:`Program`.
 
     *defines* gives symbols for conditional assembly (``{"PARAVIRT": 1}``); they are usable in
     every expression.  Code starts at byte address *origin* unless ``.org`` says otherwise.
-    Raises :class:`AsmError` (``FILE:LINE:COL: message``) for any problem in the source.
+    *base_dir* is the directory the source's ``.include`` paths are relative to (default: the
+    current directory); *filename* is the name errors show for the source itself, and
+    ``base_dir / filename``, if it is a file, counts as included already (so an ``.include``
+    of it is a cycle).  Raises :class:`AsmError` (``FILE:LINE:COL: message``) for any problem
+    in the source or in a file it includes.
     """
     if not isinstance(source, str):
         raise TypeError(f"assemble() needs the source as a str, not {type(source).__name__}")
-    asm = _Assembler(filename, dict(defines or {}), origin)
+    asm = _Assembler(filename, dict(defines or {}), origin, base_dir)
     asm.run(source)
     return asm.finish()
 

@@ -31,64 +31,31 @@ address *is* the guest-physical address.  User programs are assembled at origin
 0x00800000, and a heap from ``HEAP_BASE`` = 0x10000000 to 0x103FFFFF that is paged in on
 demand.  Virtual addresses at or above 0xFF000000 are reserved for monitors.
 
-Boot information page (word index: meaning)
--------------------------------------------
-0: magic 0x4B53494D ('KSIM') ·  1: disk index of the program to run as init ·  2: the loop
-count, init's argument (r1 when it starts) ·  3: RAM size in bytes ·  4: (PARAVIRT) machine
-address of guest-physical 0 (0 natively; a monitor rewrites it) ·  5: (PARAVIRT) guest-physical
-address of the shared info page (the kernel's ``shared_info_page``) ·  6: number of programs
-on disk ·  7: (PARAVIRT) ``mmu_update`` batch size.  Written by the kernel when it shuts down:
-16: 0x454E4F44 ('DONE') · 17: init's exit status · 18: processes created · 19: processes
-killed by a fault.
+Boot information page
+---------------------
+Words 0..7 are written by this builder (magic, init's disk index, its loop count, the RAM size,
+and for the PARAVIRT build the machine offset, the shared info page and the batch size); the
+kernel writes words 16..19 when it shuts down (``DONE``, init's exit status, processes created,
+processes killed).  The field list is :data:`kernel_sim.abi.BOOT_INFO`.
 
 The disk
 --------
-``DISK_SECTORS`` sectors of 512 bytes (128 words).  Sector 0 is the directory: word 0 magic
-0x4B53444B ('KSDK'), 1 number of programs, 2 disk size in sectors; from word 4, one 4-word
-entry per program: first sector, length in words, entry address, the first four characters of
-its name (one byte each, low byte first).  Each program starts on a sector boundary.
+``DISK_SECTORS`` sectors of 512 bytes (128 words).  Sector 0 is the directory: magic
+``DISK_MAGIC`` ('KSDK'), the number of programs, the disk size in sectors, then one 4-word entry
+per program: first sector, length in words, entry address, the first four characters of its
+name (one byte each, low byte first).  Each program starts on a sector boundary.  The field list
+is :data:`kernel_sim.abi.DISK`.
 
-System calls (number in r0, arguments in r1..r3, result in r0)
----------------------------------------------------------------
-=====  ===================  =====================================================================
-  0    exit(status)         ends the process; never returns
-  1    write(addr, n)       prints n words of user memory, one character per word; returns n
-  2    getpid()             the process id
-  3    yield()              lets the next runnable process run; returns 0
-  4    map(va)              maps a fresh zeroed page at va (heap region); 0 or -1
-  5    unmap(va)            removes it: clears the PTE, INVLPG; 0 or -1
-  6    fork()               copies the address space; the child's pid, 0 in the child
-  7    wait()               a child's exit status (its pid in r1); -1 without children
-  8    spawn(index, arg)    a new process running disk program ``index`` with r1 = arg; pid
-  9    kcall(n)             n call/return pairs inside the kernel; returns n
- 10    blkread(sector)      reads the sector through the block driver; its first word, or -1
- 11    sleep(ticks)         sleeps that many timer ticks; 0
-=====  ===================  =====================================================================
-
+The ABI: system calls, hypercalls, shared info page
+---------------------------------------------------
+User programs make system calls (``syscall``, number in r0, arguments in r1..r3, result in r0);
+the PARAVIRT kernel makes hypercalls (``vmcall N``) and shares a page with its monitor.  Their
+numbers and meanings are :mod:`kernel_sim.abi` (``SYSCALL_TABLE``, ``HYPERCALL_TABLE``,
+``SHARED_INFO``); the assembly sources get them from the generated include ``guests/abi.s``.
 A process killed by a fault exits with status 128 + the trap vector (134 #UD, 141 #GP,
-142 #PF), as a Unix shell reports 128 + the signal number.
-
-Hypercall ABI of the PARAVIRT build (``vmcall N``; arguments r1..r3; result r0, < 0 = error)
---------------------------------------------------------------------------------------------
-0 ``console_write`` r1 = character · 1 ``set_trap_table`` r1 = virtual address of the
-256-entry vector table · 2 ``stack_switch`` r1 = kernel stack pointer for traps from user mode ·
-3 ``mmu_update`` r1 = virtual address of (PTE machine address, new value) pairs, r2 = number of
-pairs; returns the number applied (the kernel queues up to the batch size from boot info word 7
-and flushes before switching address space, INVLPG, and every return from a trap) ·
-4 ``new_baseptr`` r1 = machine address of the root table | ASID · 5 ``invlpg`` r1 = va ·
-6 ``tlb_flush`` · 7 ``iret`` (the frame at sp, as IRET) · 8 ``sysret`` (as SYSRET) ·
-9 ``set_timer`` r1 = period · 10 ``get_ticks`` · 11 ``block_io`` r1 = command (1 read, 2 write),
-r2 = sector, r3 = machine address of the buffer; returns the status · 12 ``block`` (sleep until
-the next event) · 13 ``event_check`` (deliver a pending event now) · 14 ``enable_paging`` ·
-15 ``shutdown`` r1 = status.
-
-Shared info page (guest-physical address in boot info word 5): word 0 ``evtchn_upcall_mask``
-(1 = virtual interrupts masked: the PV kernel's CLI is a store of 1, its STI a store of 0 followed
-by ``event_check`` if word 1 is set), word 1 ``evtchn_upcall_pending``, word 2 the fault address
-of the last page fault (the monitor writes it before delivering #PF, as Xen fills in
-``vcpu_info.arch.cr2``; natively the kernel reads ``RDCR fault_addr``).  Page-table entries hold
-machine addresses; frames used as page tables are mapped read-only in the kernel's identity
-map; the PV kernel runs in ring 1.
+142 #PF), as a Unix shell reports 128 + the signal number.  In the PARAVIRT build page-table
+entries hold machine addresses, frames used as page tables are mapped read-only in the kernel's
+identity map, and the kernel runs in ring 1.
 """
 from __future__ import annotations
 
@@ -99,6 +66,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .abi import (BI_BATCH, BI_COUNT, BI_DONE, BI_INIT, BI_INIT_STATUS,  # noqa: F401
+                  BI_KILLS, BI_MAGIC, BI_MOFF, BI_NPROCS, BI_NPROG, BI_RAM, BI_SHINFO,
+                  BOOT_MAGIC, DE_ENTRY, DE_NAME, DE_SECTOR, DE_WORDS, DEFAULT_BATCH,
+                  DIR_COUNT, DIR_ENTRIES, DIR_ENTRY_WORDS, DIR_MAGIC, DIR_SECTORS, DISK_MAGIC,
+                  DONE_MAGIC, HYPERCALLS, KERNEL_BASE, MAX_BATCH, MAX_PROG_WORDS,
+                  SECTOR_WORDS, SYSCALL_NUMBERS, USER_BASE)
 from .asm import Program, assemble
 from .machine import check_int
 
@@ -111,39 +84,13 @@ USER_DIR = GUEST_DIR / "user"
 
 GUEST_RAM = 1 << 20             #: guest-physical memory of every guest, in bytes
 DISK_SECTORS = 128              #: size of the guest's disk (64 KiB)
-SECTOR_WORDS = 128
-USER_BASE = 0x00400000          #: origin of every user program
-KERNEL_BASE = 0x1000
 MAX_COUNT = 1_000_000           #: largest loop count build_guest accepts
-DEFAULT_BATCH = 8
-MAX_BATCH = 64                  #: the PV kernel's queue holds at most this many PTE updates
-MAX_PROGRAM_WORDS = 16384       #: the kernel loads program images of at most 64 KiB
-
-BOOT_MAGIC = 0x4B53494D         # 'KSIM'
-DISK_MAGIC = 0x4B53444B         # 'KSDK'
-DONE_MAGIC = 0x454E4F44         # 'DONE'
-
-# boot information page: word indices
-BI_MAGIC, BI_INIT, BI_COUNT, BI_RAM, BI_MOFF, BI_SHINFO, BI_NPROG, BI_BATCH = range(8)
-BI_DONE, BI_INIT_STATUS, BI_NPROCS, BI_KILLS = 16, 17, 18, 19
+MAX_PROGRAM_WORDS = MAX_PROG_WORDS   #: the kernel loads program images of at most 64 KiB
 
 #: The programs on every guest disk, in directory order (their index is what spawn takes).
 PROGRAMS: tuple[str, ...] = ("shell", "hello", "compute", "getpid", "sleep", "syscall", "io",
                              "pgfault", "ptemod", "ctxswitch", "callret", "divzero", "forkwait",
                              "preempt")
-
-#: System-call numbers of the guest kernel.
-SYSCALL_NUMBERS: dict[str, int] = {
-    "exit": 0, "write": 1, "getpid": 2, "yield": 3, "map": 4, "unmap": 5, "fork": 6, "wait": 7,
-    "spawn": 8, "kcall": 9, "blkread": 10, "sleep": 11}
-
-#: Hypercall numbers of the PARAVIRT build (``vmcall N``).
-HYPERCALLS: dict[str, int] = {
-    "console_write": 0, "set_trap_table": 1, "stack_switch": 2, "mmu_update": 3,
-    "new_baseptr": 4, "invlpg": 5, "tlb_flush": 6, "iret": 7, "sysret": 8, "set_timer": 9,
-    "get_ticks": 10, "block_io": 11, "block": 12, "event_check": 13, "enable_paging": 14,
-    "shutdown": 15}
-
 
 @dataclass(frozen=True)
 class Workload:
@@ -190,9 +137,13 @@ def _read(path: Path) -> str:
 
 @lru_cache(maxsize=2)
 def kernel_program(paravirt: bool = False) -> Program:
-    """The assembled kernel (``guests/kernel.s``), plain or with ``PARAVIRT=1``."""
+    """The assembled kernel, plain or with ``PARAVIRT=1``.
+
+    ``guests/kernel.s`` is the top file: it includes the generated ABI constants
+    (``guests/abi.s``) and the kernel's parts, ``guests/kernel/*.s``, in order.
+    """
     prog = assemble(_read(GUEST_DIR / "kernel.s"), filename="kernel.s",
-                    defines={"PARAVIRT": int(bool(paravirt))})
+                    defines={"PARAVIRT": int(bool(paravirt))}, base_dir=GUEST_DIR)
     end = prog.symbols["kernel_end"]
     if prog.symbols["boot"] != KERNEL_BASE or end > GUEST_RAM // 2:
         raise RuntimeError(f"kernel.s: unexpected layout (boot at 0x{prog.symbols['boot']:x}, "
@@ -210,14 +161,18 @@ def _program_defines() -> dict[str, int]:
 def assemble_user(source: str, filename: str = "custom.s") -> Program:
     """Assemble a user program for the guest.
 
-    ``guests/user/_lib.s`` is appended (the system-call numbers ``SYS_*`` and the routines
-    ``lib_puts``, ``lib_putdec``, ``lib_exit``), the origin is ``USER_BASE``, and
-    ``PROG_<NAME>`` is the disk index of every program.  Execution starts at the label ``start``.
+    The source is assembled as if it were a file in ``guests/user/``, so ``.include`` paths are
+    relative to that directory, and as if it ended with ``.include "_lib.s"``: the user library
+    (the ABI constants ``SYS_*``, ``HEAP_BASE`` ... from ``guests/abi.s`` and the routines
+    ``lib_puts``, ``lib_putdec``, ``lib_exit``) follows the program's own code; a program that
+    includes ``_lib.s`` itself gets it once.  The origin is ``USER_BASE``, ``PROG_<NAME>`` is the
+    disk index of every program, and execution starts at the label ``start``.
     """
     if not isinstance(source, str):
         raise TypeError(f"the program source must be a str, not {type(source).__name__}")
-    text = source + "\n" + _read(USER_DIR / "_lib.s")
-    prog = assemble(text, filename=filename, defines=_program_defines(), origin=USER_BASE)
+    text = source + '\n.include "_lib.s"\n'
+    prog = assemble(text, filename=filename, defines=_program_defines(), origin=USER_BASE,
+                    base_dir=USER_DIR)
     if len(prog.segments) != 1 or prog.segments[0][0] != USER_BASE:
         raise ValueError(f"{filename}: a user program must be one block of words at "
                          f"0x{USER_BASE:x} (no .org)")
@@ -229,7 +184,7 @@ def assemble_user(source: str, filename: str = "custom.s") -> Program:
 
 @cache
 def user_program(name: str) -> Program:
-    """The assembled user program ``guests/user/<name>.s`` (with ``_lib.s`` appended)."""
+    """The assembled user program ``guests/user/<name>.s`` (it includes ``_lib.s``)."""
     if name not in PROGRAMS:
         raise ValueError(f"unknown user program {name!r}; known: {', '.join(PROGRAMS)}")
     return assemble_user(_read(USER_DIR / f"{name}.s"), filename=f"{name}.s")
@@ -239,7 +194,9 @@ def _make_disk(programs) -> np.ndarray:
     """A disk with the directory in sector 0 and *programs* ((name, Program) pairs) after it."""
     disk = np.zeros(DISK_SECTORS * SECTOR_WORDS, dtype=np.uint32)
     directory = disk[:SECTOR_WORDS]
-    directory[0:3] = (DISK_MAGIC, len(programs), DISK_SECTORS)
+    directory[DIR_MAGIC] = DISK_MAGIC
+    directory[DIR_COUNT] = len(programs)
+    directory[DIR_SECTORS] = DISK_SECTORS
     sector = 1
     for i, (name, prog) in enumerate(programs):
         words = prog.segments[0][1]
@@ -248,7 +205,8 @@ def _make_disk(programs) -> np.ndarray:
             raise ValueError(f"the programs do not fit on the {DISK_SECTORS}-sector guest disk")
         disk[sector * SECTOR_WORDS:sector * SECTOR_WORDS + len(words)] = words
         tag = sum((ord(c) & 0xFF) << (8 * k) for k, c in enumerate(name[:4]))
-        directory[4 + 4 * i:8 + 4 * i] = (sector, len(words), prog.entry, tag)
+        entry = directory[DIR_ENTRIES + DIR_ENTRY_WORDS * i:][:DIR_ENTRY_WORDS]
+        entry[[DE_SECTOR, DE_WORDS, DE_ENTRY, DE_NAME]] = (sector, len(words), prog.entry, tag)
         sector += nsect
     return disk
 

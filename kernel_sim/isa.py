@@ -61,6 +61,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from . import abi as _abi
+
 # --------------------------------------------------------------------------------------------
 # Encoding masks (UPPER_CASE, pyrisc style)
 # --------------------------------------------------------------------------------------------
@@ -274,33 +276,14 @@ CR_DESCRIPTIONS = {
 NO_TVB = 0xFFFFFFFF
 
 # --------------------------------------------------------------------------------------------
-# I/O ports (operand of IN / OUT)
+# I/O ports (operand of IN / OUT): part of the guest ABI, defined in kernel_sim/abi.py
 # --------------------------------------------------------------------------------------------
-PORT_CONSOLE = 0x10
-PORT_TIMER = 0x20
-PORT_TICKS = 0x21
-PORT_BLK_SECTOR = 0x30
-PORT_BLK_BUFFER = 0x31
-PORT_BLK_COMMAND = 0x32
-PORT_BLK_SIZE = 0x33
-PORT_NAMES = {"console": PORT_CONSOLE, "timer": PORT_TIMER, "ticks": PORT_TICKS,
-              "blk_sector": PORT_BLK_SECTOR, "blk_buffer": PORT_BLK_BUFFER,
-              "blk_command": PORT_BLK_COMMAND, "blk_size": PORT_BLK_SIZE}
-BLK_READ = 1            # blk_command: copy the sector into memory at the buffer
-BLK_WRITE = 2           # blk_command: copy the buffer to the sector
-SECTOR_BYTES = 512
+from .abi import (BLK_READ, BLK_WRITE, PORT_BLK_BUFFER, PORT_BLK_COMMAND,  # noqa: E402,F401
+                  PORT_BLK_SECTOR, PORT_BLK_SIZE, PORT_CONSOLE, PORT_NAMES, PORT_TICKS,
+                  PORT_TIMER, SECTOR_BYTES, port_descriptions)
+
 #: What each port does (the ISA reference prints this).
-PORT_DESCRIPTIONS = {
-    "console": "OUT: append the low byte to the console; IN: reads 0",
-    "timer": "OUT: timer period in ticks (0 = off), next deadline = now + period; IN: the period",
-    "ticks": "IN: low 32 bits of the tick counter (retired instructions + idle ticks)",
-    "blk_sector": "block device: OUT sets the sector number (512-byte sectors); IN reads it back",
-    "blk_buffer": "block device: OUT sets the physical address of the 512-byte buffer; IN reads it",
-    "blk_command": "block device: OUT 1 reads the sector into the buffer, OUT 2 writes the buffer "
-                   "to the sector (synchronous DMA); IN: status 0 ok, 1 bad sector or buffer, "
-                   "2 bad command",
-    "blk_size": "block device: IN reads the number of sectors",
-}
+PORT_DESCRIPTIONS = port_descriptions()
 
 # --------------------------------------------------------------------------------------------
 # Paging
@@ -316,22 +299,10 @@ PTE_D = 1 << 6                     # dirty (set by the MMU on a write, leaf entr
 PTE_FRAME_MASK = 0xFFFFF000
 ASID_MASK = 0xFFF
 
-#: System-call numbers of the course's guest kernels (the calling convention: number in r0,
-#: arguments in r1..r3, result in r0).  The bare machine does not interpret them.
-SYSCALLS = (
-    (0, "exit", "r1 = exit status; never returns"),
-    (1, "write", "r1 = address, r2 = length in words: print one character per word"),
-    (2, "getpid", "returns the process id"),
-    (3, "yield", "give the CPU to the next runnable process"),
-    (4, "map", "r1 = virtual address: map a fresh zeroed user page there"),
-    (5, "unmap", "r1 = virtual address: remove the mapping"),
-    (6, "fork", "copy the address space; returns 0 in the child, the child's pid in the parent"),
-    (7, "wait", "wait for a child to exit; returns its exit status (child pid in r1)"),
-    (8, "spawn", "r1 = program index on disk, r2 = argument: start it as a new process"),
-    (9, "kcall", "r1 = n: the kernel makes n call/return pairs (a kernel-mode workload)"),
-    (10, "blkread", "r1 = sector: read it through the block driver; returns its first word"),
-    (11, "sleep", "r1 = ticks: sleep at least that long"),
-)
+#: System calls of the course's guest kernels as ``(number, name, meaning)`` (the calling
+#: convention: number in r0, arguments in r1..r3, result in r0).  The bare machine does not
+#: interpret them; they are defined in :data:`kernel_sim.abi.SYSCALL_TABLE`.
+SYSCALLS = tuple((c.number, c.name, c.args) for c in _abi.SYSCALL_TABLE)
 
 
 def sign16(v: int) -> int:

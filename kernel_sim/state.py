@@ -340,10 +340,9 @@ K_BLK_SECTOR = 260      # the block device's DMA of one sector
 NUM_COSTS = 288
 
 # ---- block device status codes ---------------------------------------------------------------
-BLK_OK = 0
-BLK_BAD_ADDRESS = 1
-BLK_BAD_COMMAND = 2
-BLK_SECTOR_WORDS = 128  # 512-byte sectors
+# (part of the guest ABI: defined in kernel_sim/abi.py)
+from .abi import BLK_BAD_ADDRESS, BLK_BAD_COMMAND, BLK_OK  # noqa: E402,F401
+from .abi import SECTOR_WORDS as BLK_SECTOR_WORDS  # noqa: E402,F401
 
 # ---- trace ----------------------------------------------------------------------------------
 TRACE_TRAP = 1          # detail = vector << 32 | error code

@@ -656,3 +656,78 @@ def test_every_syntax_example_in_the_reference_assembles_to_its_instruction():
     for ins in isa.INSTRUCTIONS:
         prog = assemble(f"loop: function:\n{syntax_example(ins)}")
         assert prog.word_at(0) >> 24 == ins.opcode, ins.mnemonic
+
+
+# ------------------------------------------------------------------------------------------
+# .include: several files, include-once, cycles, errors located in the included file
+# ------------------------------------------------------------------------------------------
+def write_files(root, files):
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_include_assembles_the_file_in_place_relative_to_the_including_file(tmp_path):
+    write_files(tmp_path, {
+        "lib/consts.s": "K = 7\n.include \"more.s\"\n",        # more.s is lib/more.s
+        "lib/more.s": "two: movi r2, K\n",
+    })
+    prog = assemble('.include "lib/consts.s"\nmovi r1, K\n', filename="top.s",
+                    base_dir=tmp_path)
+    mov = isa.BY_MNEMONIC["MOVI"].opcode
+    assert [int(w) for w in prog.segments[0][1]] == [isa.encode(mov, 2, 0, 7),
+                                                     isa.encode(mov, 1, 0, 7)]
+    assert prog.symbols["two"] == 0 and prog.symbols["K"] == 7
+    assert prog.lines[0] == ("lib/more.s", 1) and prog.lines[4] == ("top.s", 2)
+
+
+def test_a_file_included_twice_is_assembled_once(tmp_path):
+    write_files(tmp_path, {"abi.s": "X = 1\n        nop\n", "a.s": '.include "abi.s"\n'})
+    # without include-once, X would be defined twice and the nop assembled twice
+    prog = assemble('.include "abi.s"\n.include "a.s"\n.include "./abi.s"\n', base_dir=tmp_path)
+    assert len(prog.segments[0][1]) == 1
+
+
+def test_include_inside_if_is_conditional(tmp_path):
+    write_files(tmp_path, {"pv.s": "PV_ONLY = 1\n"})
+    src = '.if PARAVIRT\n.include "pv.s"\n.endif\n.ifdef PV_ONLY\nnop\n.endif\nhlt\n'
+    assert len(words(src, base_dir=tmp_path, defines={"PARAVIRT": 1})) == 2
+    assert len(words(src, base_dir=tmp_path)) == 1
+
+
+def test_a_missing_include_names_the_include_line_and_the_file(tmp_path):
+    write_files(tmp_path, {"boot.s": "nop\n"})
+    e = error_of('nop\n  .include "bot.s"\n', base_dir=tmp_path)
+    assert (e.filename, e.line, e.col) == ("t.s", 2, 12)
+    assert "no such file 'bot.s'" in e.message and "did you mean 'boot.s'" in e.message
+
+
+def test_an_include_cycle_is_an_error_showing_the_whole_chain(tmp_path):
+    write_files(tmp_path, {"t.s": '.include "a.s"\n', "a.s": 'nop\n.include "b.s"\n',
+                           "b.s": '.include "a.s"\n'})
+    e = error_of((tmp_path / "t.s").read_text(), base_dir=tmp_path)
+    assert (e.filename, e.line, e.col) == ("b.s", 1, 10)
+    assert e.message == ("'.include' cycle: t.s:1:10 includes a.s, a.s:2:10 includes b.s, "
+                         "b.s:1:10 includes a.s")
+    # a file that includes the top file is a cycle too
+    write_files(tmp_path, {"a.s": '.include "t.s"\n'})
+    assert "a.s:1:10 includes t.s" in error_of('.include "a.s"\n', base_dir=tmp_path).message
+
+
+def test_errors_inside_an_included_file_name_that_file(tmp_path):
+    write_files(tmp_path, {"inc/bad.s": "nop\n    movi r1, undefined_thing\n",
+                           "inc/open.s": ".if 1\nnop\n",
+                           "inc/mac.s": ".macro twice R\n    addi \\R, \\R, zz\n.endm\n"})
+    e = error_of('.include "inc/bad.s"\n', base_dir=tmp_path)
+    assert (e.filename, e.line, e.col) == ("inc/bad.s", 2, 14)
+    e = error_of('.include "inc/open.s"\n.endif\n', base_dir=tmp_path)
+    assert (e.filename, e.line) == ("inc/open.s", 1) and "never closed" in e.message
+    # a macro defined in one file and used in another: the body line, and where it was invoked
+    e = error_of('.include "inc/mac.s"\nnop\ntwice r1\n', base_dir=tmp_path)
+    assert (e.filename, e.line) == ("inc/mac.s", 2) and "invoked at t.s:3" in e.message
+
+
+def test_include_needs_a_quoted_name():
+    e = error_of(".include abi.s\n")
+    assert (e.line, e.col) == (1, 10) and "double quotes" in e.message

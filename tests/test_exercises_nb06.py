@@ -3,8 +3,8 @@
 The master's solutions are read from ``course/masters/06_paravirtualization.ipynb`` (the lines
 between ``### BEGIN SOLUTION`` and ``### END SOLUTION``), so a solution that drifts from the
 simulator fails here as well as when the master runs.  The expected values are also derived here
-independently of the checkers' own code: by running the guest, and by reading ``kernel.s`` with a
-few lines of plain text processing.
+independently of the checkers' own code: by running the guest, and by reading ``kernel.s`` and the
+``kernel/*.s`` files it includes with a few lines of plain text processing.
 """
 import re
 
@@ -17,7 +17,18 @@ from kernel_sim.guest import GUEST_DIR, HYPERCALLS, build_guest
 from kernel_sim.monitors import run_technique
 
 MASTER = master_path("06")
-KERNEL = (GUEST_DIR / "kernel.s").read_text(encoding="utf-8").split("\n")
+
+
+def _kernel_lines() -> list:
+    """The lines of kernel.s and of the kernel/*.s files it includes, file after file."""
+    top = (GUEST_DIR / "kernel.s").read_text(encoding="utf-8").split("\n")
+    parts = re.findall(r'^\.include\s+"(kernel/[^"]+)"', "\n".join(top), re.M)
+    assert len(parts) > 5
+    return top + [line for part in parts
+                  for line in (GUEST_DIR / part).read_text(encoding="utf-8").split("\n")]
+
+
+KERNEL = _kernel_lines()
 IDS = ["06.1", "06.2", "06.3", "06.4"]
 
 

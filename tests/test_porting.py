@@ -103,3 +103,22 @@ def test_masking_counts_read_the_runs():
     pv = Run({"ADD": 60, "VMCALL": 5}, {"hypercall:event_check": 2, "hypercall:iret": 3})
     assert porting.masking_counts(native, pv) == {"native": 7, "paravirt_masking": 0,
                                                   "event_check": 2}
+
+
+def test_the_port_is_measured_over_every_file_of_the_split_kernel():
+    files = [name for name, _ in porting.kernel_sources()]
+    assert files[0] == "kernel.s" and "kernel/macros.s" in files and "kernel/pv.s" in files
+    assert "abi.s" not in files                    # generated, not part of the port
+    blocks = porting.paravirt_blocks()
+    by_file = {b.file for b in blocks}
+    assert {"kernel/macros.s", "kernel/boot.s", "kernel/pv.s"} <= by_file
+    assert all(b.macro for b in blocks if b.file == "kernel/macros.s")
+    # the support routines are one block of their own file, PARAVIRT only
+    (pv,) = [b for b in blocks if b.file == "kernel/pv.s"]
+    assert pv.native == [] and any(code == "pv_queue_pte:" for _, code in pv.paravirt)
+    # the same totals as summing the files one by one
+    cost = porting.porting_cost()
+    parts = [porting.porting_cost(text) for _, text in porting.kernel_sources()]
+    assert cost.changed_lines == sum(p.changed_lines for p in parts)
+    assert cost.code_lines == sum(p.code_lines for p in parts)
+    assert "kernel/vm.s:" in porting.replacements_html()

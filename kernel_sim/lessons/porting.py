@@ -1,8 +1,9 @@
 """What porting the guest kernel to the paravirtual interface changed (notebook 06).
 
-Paravirtualization modifies the guest's *source code*.  The course's kernel (``guests/kernel.s``)
-is one source with two builds: everything that differs lies inside ``.if PARAVIRT`` blocks, some
-of them in the macros of its section 2 (``irq_disable``, ``set_pte``, ``k_iret`` ...), so the
+Paravirtualization modifies the guest's *source code*.  The course's kernel (``guests/kernel.s``
+and the parts it includes, ``guests/kernel/*.s``) is one source with two builds: everything
+that differs lies inside ``.if PARAVIRT`` blocks, some of them in the macros of
+``kernel/macros.s`` (``irq_disable``, ``set_pte``, ``k_iret`` ...), so the
 hundreds of places that *use* those macros did not change at all.  This module reads the source
 and measures the port, the way Barham et al. (2003) counted the lines they changed to port Linux
 (2,995) and Windows XP (4,620) to Xen:
@@ -14,15 +15,17 @@ and measures the port, the way Barham et al. (2003) counted the lines they chang
 * :func:`replacements` -- the native instruction(s) and what the PARAVIRT build does instead,
   block by block (``wrcr ptbr`` -> hypercall ``new_baseptr``); :func:`replaced_by` asks it
   for one instruction;
-* :func:`hypercall_table` -- the hypercall ABI, read from :mod:`kernel_sim.guest`'s
-  documentation and checked against the two tables of hypercall numbers in the code;
+* :func:`hypercall_table` -- the hypercall ABI (:data:`kernel_sim.abi.HYPERCALL_TABLE`), with
+  the native code each hypercall replaces;
 * :func:`masking_counts` -- interrupt masking natively (CLI, STI, PUSHF, POPF: instructions a
   trap-and-emulate monitor must catch) against the PARAVIRT kernel's plain stores to the shared
   info page.
 
 A *code line* is a line with something on it besides a comment: an instruction, a label, a
 directive or a macro use.  Blank and comment-only lines are not counted, and neither are the
-``.if`` / ``.else`` / ``.endif`` lines themselves.
+``.if`` / ``.else`` / ``.endif`` lines themselves.  The kernel's source is the files
+:func:`kernel_sources` lists; the generated ABI constants (``guests/abi.s``) are not counted.
+Every function also takes one source text instead (``source=``), for experiments.
 """
 from __future__ import annotations
 
@@ -40,10 +43,24 @@ XEN_XP_LINES = 4620
 Line = tuple[int, str]          # (1-based line number, text without its comment)
 
 
-def kernel_source() -> str:
-    """The text of ``guests/kernel.s``."""
+_INCLUDE = re.compile(r'^\s*\.include\s+"([^"]+)"', re.I)
+
+
+def kernel_sources() -> list[tuple[str, str]]:
+    """``(file name, text)`` of the kernel's sources in assembly order: ``kernel.s`` and the
+    ``kernel/*.s`` files it includes (not the generated ``abi.s``)."""
     from ..guest import GUEST_DIR
-    return (GUEST_DIR / "kernel.s").read_text(encoding="utf-8")
+    top = (GUEST_DIR / "kernel.s").read_text(encoding="utf-8")
+    out = [("kernel.s", top)]
+    for line in top.split("\n"):
+        m = _INCLUDE.match(line)
+        if m and m.group(1) != "abi.s":
+            out.append((m.group(1), (GUEST_DIR / m.group(1)).read_text(encoding="utf-8")))
+    return out
+
+
+def _sources(source: str | None) -> list[tuple[str, str]]:
+    return kernel_sources() if source is None else [("", source)]
 
 
 def strip_comment(line: str) -> str:
@@ -69,15 +86,20 @@ class Block:
     macro: str | None            #: the macro it sits in, or None
     paravirt: list[Line] = field(default_factory=list)   #: code lines of the PARAVIRT branch
     native: list[Line] = field(default_factory=list)     #: code lines of the .else branch
+    file: str = ""                  #: the kernel file it is in ("" for a source text)
 
 
 def paravirt_blocks(source: str | None = None) -> list[Block]:
-    """Every ``.if PARAVIRT`` block of ``source`` (default: the kernel), in source order.
+    """Every ``.if PARAVIRT`` block of ``source`` (default: the kernel's files), in source order.
 
     Conditionals on other names are followed (they may nest) but not reported.  Raises
     ``ValueError`` for an ``.else``/``.endif`` without its ``.if``, or an ``.if`` never closed.
     """
-    text = kernel_source() if source is None else source
+    return [b for name, text in _sources(source) for b in _file_blocks(text, name)]
+
+
+def _file_blocks(text: str, name: str) -> list[Block]:
+    where = f"{name}: " if name else ""
     blocks: list[Block] = []
     stack: list = []                # [block or None, in_else] per open conditional
     macro = None
@@ -91,12 +113,12 @@ def paravirt_blocks(source: str | None = None) -> list[Block]:
             macro = None
         if first in (".if", ".ifdef", ".ifndef"):
             is_pv = first == ".if" and code[3:].strip() == "PARAVIRT"
-            block = Block(number, -1, macro) if is_pv else None
+            block = Block(number, -1, macro, file=name) if is_pv else None
             stack.append([block, False])
             continue
         if first in (".else", ".endif"):
             if not stack:
-                raise ValueError(f"line {number}: {first} without .if")
+                raise ValueError(f"{where}line {number}: {first} without .if")
             if first == ".else":
                 stack[-1][1] = True
             else:
@@ -111,15 +133,15 @@ def paravirt_blocks(source: str | None = None) -> list[Block]:
             if block is not None:
                 (block.native if in_else else block.paravirt).append((number, code))
     if stack:
-        raise ValueError("an .if is never closed by .endif")
+        raise ValueError(f"{where}an .if is never closed by .endif")
     return sorted(blocks, key=lambda b: b.start)
 
 
 @dataclass(frozen=True)
 class PortingCost:
-    """What the port changed, in lines of ``kernel.s`` (see the module docstring)."""
+    """What the port changed, in lines of the kernel's source (see the module docstring)."""
 
-    total_lines: int            #: every line of the file
+    total_lines: int            #: every line of the files
     code_lines: int             #: lines with code (no blank or comment-only lines)
     paravirt_lines: int         #: code lines only the PARAVIRT build assembles
     native_lines: int           #: code lines only the native build assembles
@@ -145,24 +167,26 @@ class PortingCost:
 
 
 def _outermost(blocks: list[Block]) -> list[Block]:
-    out, end = [], 0
+    out, end = [], (None, 0)
     for b in blocks:
-        if b.start > end:
+        if b.file != end[0] or b.start > end[1]:
             out.append(b)
-            end = b.end
+            end = (b.file, b.end)
     return out
 
 
 def porting_cost(source: str | None = None) -> PortingCost:
     """Count the port (default: the kernel).  Nested blocks are counted once."""
-    text = kernel_source() if source is None else source
-    lines = text.split("\n")
-    code = sum(1 for ln in lines if strip_comment(ln).strip()
-               and strip_comment(ln).split()[0].lower() not in (".if", ".else", ".endif",
-                                                                ".ifdef", ".ifndef"))
-    blocks = paravirt_blocks(text)
+    total = code = 0
+    for _, text in _sources(source):
+        lines = text.split("\n")
+        total += len(lines) - (1 if text.endswith("\n") else 0)
+        code += sum(1 for ln in lines if strip_comment(ln).strip()
+                    and strip_comment(ln).split()[0].lower() not in (".if", ".else", ".endif",
+                                                                     ".ifdef", ".ifndef"))
+    blocks = paravirt_blocks(source)
     top = _outermost(blocks)
-    return PortingCost(total_lines=len(lines) - (1 if text.endswith("\n") else 0),
+    return PortingCost(total_lines=total,
                        code_lines=code,
                        paravirt_lines=sum(len(b.paravirt) for b in top),
                        native_lines=sum(len(b.native) for b in top),
@@ -174,11 +198,10 @@ def macro_uses(source: str | None = None) -> dict[str, int]:
 
     These call sites were not edited by the port: the macro changed instead.
     """
-    text = kernel_source() if source is None else source
-    names = sorted({b.macro for b in paravirt_blocks(text) if b.macro})
+    names = sorted({b.macro for b in paravirt_blocks(source) if b.macro})
     uses = dict.fromkeys(names, 0)
     in_macro = False
-    for raw in text.split("\n"):
+    for raw in "\n".join(text for _, text in _sources(source)).split("\n"):
         words = strip_comment(raw).split()
         if not words:
             continue
@@ -265,7 +288,7 @@ def routine_hypercalls(source: str | None = None) -> dict[str, tuple[str, ...]]:
                 if t in calls and t not in seen:
                     seen.add(t)
                     todo.append(t)
-        from ..guest import HYPERCALLS
+        from ..abi import HYPERCALLS
         out[start] = tuple(sorted(found, key=HYPERCALLS.get))
     return out
 
@@ -274,11 +297,12 @@ def routine_hypercalls(source: str | None = None) -> dict[str, tuple[str, ...]]:
 class Replacement:
     """Native code and the PARAVIRT code that stands in for it (one ``.if`` block or part)."""
 
-    line: int                   #: line of the block's ``.if PARAVIRT``
+    line: int                   #: line of the block's ``.if PARAVIRT`` ...
     macro: str | None
     native: str                 #: e.g. "wrcr ptbr, r1"
     paravirt: str               #: e.g. "hypercall new_baseptr"
     hypercalls: tuple[str, ...]  #: hypercall names in the PARAVIRT part
+    file: str = ""              #: ... in this kernel file
 
 
 def replacements(source: str | None = None) -> list[Replacement]:
@@ -307,7 +331,7 @@ def replacements(source: str | None = None) -> list[Replacement]:
                         calls.append(h)
             calls = tuple(calls)
             out.append(Replacement(b.start, b.macro, re.sub(r"\s+", " ", n),
-                                   "; ".join(_describe_pv(x) for x in parts), calls))
+                                   "; ".join(_describe_pv(x) for x in parts), calls, b.file))
     return out
 
 
@@ -325,53 +349,39 @@ def replaced_by(instruction: str, source: str | None = None) -> list[str]:
                 common = set(r.hypercalls) if common is None else common & set(r.hypercalls)
     if common is None:
         raise ValueError(f"the native kernel has no {instruction!r} inside a PARAVIRT block")
-    from ..guest import HYPERCALLS
+    from ..abi import HYPERCALLS
     return sorted(common, key=HYPERCALLS.get)
 
 
 def replacements_html(source: str | None = None) -> str:
     """The :func:`replacements` as an HTML table."""
-    rows = "".join(f"<tr><td>{r.line}</td><td>{html.escape(r.macro or '')}</td>"
+    rows = "".join(f"<tr><td>{html.escape(r.file)}:{r.line}</td>"
+                   f"<td>{html.escape(r.macro or '')}</td>"
                    f"<td><code>{html.escape(r.native)}</code></td>"
                    f"<td><code>{html.escape(r.paravirt)}</code></td></tr>"
                    for r in replacements(source))
-    return ("<table><thead><tr><th>line</th><th>macro</th><th>native build</th>"
+    return ("<table><thead><tr><th>file:line</th><th>macro</th><th>native build</th>"
             "<th>PARAVIRT build</th></tr></thead><tbody>" + rows + "</tbody></table>")
 
 
 # ---- the hypercall ABI -----------------------------------------------------------------------
-_ABI_ENTRY = re.compile(r"(\d+) ``(\w+)``(.*?)(?= · \d+ ``|\Z)", re.S)
-
-
 @lru_cache(maxsize=1)
 def hypercall_table() -> list[tuple[int, str, str, str]]:
     """The hypercall ABI: ``(number, name, arguments and result, native code it replaces)``.
 
-    Numbers and names come from :data:`kernel_sim.guest.HYPERCALLS`, the arguments from the ABI
-    section of :mod:`kernel_sim.guest`'s documentation, the last column from
-    :func:`replacements`.  Raises ``RuntimeError`` if the documentation, the guest's table and
-    the monitor's table disagree.
+    Numbers, names and arguments come from :data:`kernel_sim.abi.HYPERCALL_TABLE` (which the
+    monitor and the kernel's ``HC_*`` constants derive from), the last column from
+    :func:`replacements`: it is read from the kernel's source.
     """
-    from .. import guest
-    from ..monitors.paravirt import HYPERCALLS as MONITOR_TABLE
-    doc = guest.__doc__ or ""
-    start = doc.index("Hypercall ABI")
-    section = doc[start:doc.index("Shared info page", start)]
-    section = section.split("\n", 2)[2]          # drop the heading and its underline
-    entries = {int(n): (name, " ".join(rest.split()).strip(" ·"))
-               for n, name, rest in _ABI_ENTRY.findall(" ".join(section.split()))}
-    documented = {name: n for n, (name, _) in entries.items()}
-    if documented != guest.HYPERCALLS or guest.HYPERCALLS != MONITOR_TABLE:
-        raise RuntimeError("the hypercall ABI differs between kernel_sim.guest's documentation, "
-                           "guest.HYPERCALLS and monitors.paravirt.HYPERCALLS")
+    from ..abi import HYPERCALL_TABLE
     natives: dict[str, list[str]] = {}
     for r in replacements():
         text = r.native + (f" (macro {r.macro})" if r.macro else "")
         for h in r.hypercalls:
             if text not in natives.setdefault(h, []):
                 natives[h].append(text)
-    return [(n, name, entries[n][1].rstrip(".") or "-", " | ".join(natives.get(name, [])) or "-")
-            for name, n in sorted(guest.HYPERCALLS.items(), key=lambda kv: kv[1])]
+    return [(c.number, c.name, c.args, " | ".join(natives.get(c.name, [])) or "-")
+            for c in HYPERCALL_TABLE]
 
 
 def hypercall_table_html() -> str:

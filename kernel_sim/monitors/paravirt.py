@@ -172,20 +172,15 @@ DEFAULT_TIME_SLICE = 50_000
 #: most (entry, value) pairs one mmu_update may carry (the kernel's queue holds 64)
 MAX_MMU_BATCH = 1024
 
-#: Hypercall numbers (the same table as :data:`kernel_sim.guest.HYPERCALLS`).
-HYPERCALLS = {
-    "console_write": 0, "set_trap_table": 1, "stack_switch": 2, "mmu_update": 3,
-    "new_baseptr": 4, "invlpg": 5, "tlb_flush": 6, "iret": 7, "sysret": 8, "set_timer": 9,
-    "get_ticks": 10, "block_io": 11, "block": 12, "event_check": 13, "enable_paging": 14,
-    "shutdown": 15}
+#: Hypercall numbers: the guest ABI's (:data:`kernel_sim.abi.HYPERCALLS`).
+from ..abi import HYPERCALLS  # noqa: E402
 HYPERCALL_NAMES = {n: name for name, n in HYPERCALLS.items()}
 _DEVICE_HYPERCALLS = frozenset(("console_write", "block_io"))
 
-# boot information page (word indices) and shared info page (word indices)
-BI_MAGIC, BI_MOFF, BI_SHINFO, BI_BATCH = 0, 4, 5, 7
-BOOT_MAGIC = 0x4B53494D
-DEFAULT_BATCH, KERNEL_MAX_BATCH = 8, 64
-SI_MASK, SI_PENDING, SI_CR2 = 0, 1, 2
+# boot information page and shared info page (word indices), from the guest ABI
+from ..abi import (BI_BATCH, BI_MAGIC, BI_MOFF, BI_SHINFO, BOOT_MAGIC,  # noqa: E402
+                   DEFAULT_BATCH, SI_CR2, SI_MASK, SI_PENDING)
+from ..abi import MAX_BATCH as KERNEL_MAX_BATCH  # noqa: E402
 
 # Xen-like error numbers returned in r0
 EPERM, EFAULT, EINVAL, ENOSYS = -1, -14, -22, -38

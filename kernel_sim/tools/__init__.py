@@ -4,6 +4,7 @@
 module              what it does
 ==================  ==================================================================
 ``compare``         ``python -m kernel_sim compare``: one workload under several techniques
+``generate``        write (or ``--check``) the generated files: ``guests/abi.s``, the ISA reference
 ``isa_reference``   the learner's ISA and ABI reference, generated from the tables
 ``lab``             ``python -m kernel_sim lab``: open the course in JupyterLab
 ``warm``            compile every jitted entry point once (``warmup``, Binder's postBuild)

@@ -1,4 +1,5 @@
-"""The learner's ISA reference, generated from the instruction table in :mod:`kernel_sim.isa`.
+"""The learner's ISA reference, generated from the instruction table in :mod:`kernel_sim.isa`
+and the guest ABI's tables in :mod:`kernel_sim.abi` (ports, system calls).
 
 In a notebook::
 
@@ -12,9 +13,8 @@ assembler accepts and the CPU executes.  Every syntax example in it is assembled
 from __future__ import annotations
 
 import re
-from typing import List
 
-from .. import isa
+from .. import abi, isa
 from ..asm import DIRECTIVES, FORMAT_SYNTAX, PSEUDO_INSTRUCTIONS
 
 # One example operand list per format (registers and values chosen to read naturally).
@@ -36,12 +36,7 @@ def syntax_example(ins: isa.Instruction) -> str:
     return f"{ins.mnemonic.lower()} {ops}".rstrip()
 
 
-def _table(header: List[str], rows: List[List[str]]) -> str:
-    def cell(s: str) -> str:
-        return str(s).replace("|", "\\|")
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
+_table = abi.markdown_table
 
 
 def isa_reference_markdown() -> str:
@@ -103,14 +98,11 @@ def isa_reference_markdown() -> str:
                         [[f"`{n}`", str(v), isa.CR_DESCRIPTIONS[n]]
                          for n, v in sorted(isa.CR_NAMES.items(), key=lambda kv: kv[1])]) + "\n")
     parts.append("## I/O ports (`in` / `out`)\n")
-    parts.append(_table(["name", "number", "meaning"],
-                        [[f"`{n}`", f"0x{v:02X}", isa.PORT_DESCRIPTIONS[n]]
-                         for n, v in sorted(isa.PORT_NAMES.items(), key=lambda kv: kv[1])]) + "\n")
+    parts.append(abi.port_table_markdown() + "\n")
     parts.append("## System calls of the course's guest kernels\n")
     parts.append("`syscall` traps through vector 0x80. Number in `r0`, arguments in `r1`..`r3`, "
                  "result in `r0`. The bare machine does not interpret them.\n")
-    parts.append(_table(["number", "name", "meaning"],
-                        [[str(n), f"`{name}`", d] for n, name, d in isa.SYSCALLS]) + "\n")
+    parts.append(abi.syscall_table_markdown() + "\n")
     parts.append("## Assembler directives\n")
     rows = []
     for d in DIRECTIVES:

@@ -1,5 +1,6 @@
-; _lib.s -- appended by the image builder to every user program (after the program's own text,
-; so the program's line numbers stay as written).  Constants, then a few library routines.
+; _lib.s -- the user library: every user program includes it at its end (.include "_lib.s"),
+; and the image builder adds that line to a program that does not (include-once makes a
+; second .include of it do nothing).  The ABI constants, then a few library routines.
 ;
 ; A program starts at its label `start` in ring 3 with r1 = its argument (the workload's loop
 ; count for init, or what the parent passed to spawn) and sp = 0x00800000 (one stack page).
@@ -7,20 +8,7 @@
 ; every other register is preserved.  The builder also defines PROG_<NAME> = the disk index
 ; of every program, for spawn.
 
-SYS_EXIT    = 0
-SYS_WRITE   = 1
-SYS_GETPID  = 2
-SYS_YIELD   = 3
-SYS_MAP     = 4
-SYS_UNMAP   = 5
-SYS_FORK    = 6
-SYS_WAIT    = 7
-SYS_SPAWN   = 8
-SYS_KCALL   = 9
-SYS_BLKREAD = 10
-SYS_SLEEP   = 11
-HEAP_BASE   = 0x10000000          ; the demand-paged heap
-DISK_MAGIC  = 0x4B53444B          ; first word of the disk's sector 0 ('KSDK')
+.include "../abi.s"                 ; SYS_*, HEAP_BASE, DISK_MAGIC ... (the guest ABI)
 
 ; lib_puts(r1 = address of a .string) -- write it to the console.  Clobbers r0..r3.
 lib_puts:

@@ -2,6 +2,7 @@
 ; r1 times.  With both runnable, every yield switches to the other process: one operation =
 ; one yield = one context switch (an address-space switch).  The parent then waits for the
 ; child and exits with the child's status (0).
+.include "../abi.s"                 ; the guest ABI: SYS_*, HEAP_BASE, ...
 start:                              ; r1 = yields per process
         mov  r8, r1
         movi r4, 0
@@ -27,3 +28,5 @@ child:
 failed:
         movi r1, 1
         jmp  lib_exit
+
+.include "_lib.s"                   ; lib_puts, lib_putdec, lib_exit

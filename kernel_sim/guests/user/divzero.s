@@ -1,6 +1,7 @@
 ; divzero.s -- the `divzero` workload.  One operation = one division by zero: #DE traps into the
 ; kernel, which counts it and resumes after the DIV (a signal handler that skips it).  A
 ; faulting instruction changes nothing, so r5 must keep its value.  Exit status = mismatches.
+.include "../abi.s"                 ; the guest ABI: SYS_*, HEAP_BASE, ...
 start:                              ; r1 = number of divisions
         mov  r8, r1
         movi r9, 0
@@ -20,3 +21,5 @@ same:
 done:
         mov  r1, r9
         jmp  lib_exit
+
+.include "_lib.s"                   ; lib_puts, lib_putdec, lib_exit

@@ -1,6 +1,7 @@
 ; forkwait.s -- the `forkwait` workload.  One operation = fork a child that exits at once with
 ; status 7, then wait for it (process creation, address-space copy, exit, wait).  Exit status =
 ; number of iterations where something went wrong.
+.include "../abi.s"                 ; the guest ABI: SYS_*, HEAP_BASE, ...
 start:                              ; r1 = number of children
         mov  r8, r1
         movi r9, 0
@@ -26,3 +27,5 @@ child:
 done:
         mov  r1, r9
         jmp  lib_exit
+
+.include "_lib.s"                   ; lib_puts, lib_putdec, lib_exit

@@ -1,4 +1,5 @@
 ; getpid.s -- prints its process id.
+.include "../abi.s"                 ; the guest ABI: SYS_*, HEAP_BASE, ...
 start:
         la   r1, text
         call lib_puts
@@ -13,3 +14,5 @@ start:
 
 text:    .string "my pid is "
 newline: .string "\n"
+
+.include "_lib.s"                   ; lib_puts, lib_putdec, lib_exit

@@ -1,6 +1,7 @@
 ; io.s -- the `io` workload.  One operation = one blkread system call: the kernel's block driver
 ; programs the device (three OUTs and an IN) to read sector 0 into a kernel buffer and returns
 ; its first word, which must be the disk's magic number.  Exit status = number of mismatches.
+.include "../abi.s"                 ; the guest ABI: SYS_*, HEAP_BASE, ...
 start:                              ; r1 = number of reads
         mov  r8, r1
         movi r9, 0
@@ -19,3 +20,5 @@ ok:
 done:
         mov  r1, r9
         jmp  lib_exit
+
+.include "_lib.s"                   ; lib_puts, lib_putdec, lib_exit

@@ -2,6 +2,7 @@
 ; that is not mapped (the kernel's #PF handler allocates a zeroed frame and maps it, and the
 ; load is retried), write and read it back, then unmap it so the next iteration faults again
 ; and memory stays bounded.  Exit status = number of wrong values seen.
+.include "../abi.s"                 ; the guest ABI: SYS_*, HEAP_BASE, ...
 start:                              ; r1 = number of faults
         mov  r8, r1
         movi r9, 0
@@ -26,3 +27,5 @@ stored:
 done:
         mov  r1, r9
         jmp  lib_exit
+
+.include "_lib.s"                   ; lib_puts, lib_putdec, lib_exit

@@ -2,6 +2,7 @@
 ; each process then does r1 chunks of arithmetic (about 6000 instructions each) and prints
 ; one letter after every chunk ('a' parent, 'b' child).  Only the timer interrupt can take the
 ; CPU from one and give it to the other, so the letters interleave in runs of a time slice.
+.include "../abi.s"                 ; the guest ABI: SYS_*, HEAP_BASE, ...
 CHUNK = 2000
 start:                              ; r1 = chunks per process
         mov  r8, r1
@@ -37,3 +38,5 @@ child:
 
 letter_a: .word 'a'
 letter_b: .word 'b'
+
+.include "_lib.s"                   ; lib_puts, lib_putdec, lib_exit

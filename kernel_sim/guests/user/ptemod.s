@@ -1,6 +1,7 @@
 ; ptemod.s -- the `ptemod` workload.  One operation = map a page (the kernel writes a live PTE),
 ; use it, unmap it (the kernel clears the PTE and INVLPGs the address).  No page fault: the
 ; page is mapped before it is touched.  Exit status = number of failures.
+.include "../abi.s"                 ; the guest ABI: SYS_*, HEAP_BASE, ...
 PAGE = HEAP_BASE + 0x1000
 start:                              ; r1 = number of map/unmap pairs
         mov  r8, r1
@@ -31,3 +32,5 @@ unmapped:
 done:
         mov  r1, r9
         jmp  lib_exit
+
+.include "_lib.s"                   ; lib_puts, lib_putdec, lib_exit

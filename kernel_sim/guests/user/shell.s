@@ -1,5 +1,6 @@
 ; shell.s -- init for the `boot` workload: prints a banner, then runs a few programs one after
 ; another the way a shell script would (spawn, wait, report the exit status), and exits.
+.include "../abi.s"                 ; the guest ABI: SYS_*, HEAP_BASE, ...
 start:                              ; r1 = the boot count: the argument for compute
         mov  r13, r1
         la   r1, banner
@@ -81,3 +82,5 @@ name_hello:   .string "hello"
 name_compute: .string "compute"
 name_getpid:  .string "getpid"
 name_sleep:   .string "sleep"
+
+.include "_lib.s"                   ; lib_puts, lib_putdec, lib_exit
