@@ -14,7 +14,7 @@ import html
 
 import ipywidgets as widgets
 
-from ..viz.emulation import CACHE_SIZES, MODE_LABELS, emulation_run, native_run, slowdown
+from ..lessons.emulation import CACHE_SIZES, MODE_LABELS, emulation_run, native_run, slowdown
 from ..viz.techniques import cycles_figure, events_figure, fill_cycles, fill_events
 from .base import WorkloadExplorer, count_limit, refusal_html
 

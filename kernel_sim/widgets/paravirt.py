@@ -13,17 +13,8 @@ import html
 
 import ipywidgets as widgets
 
-from ..viz.paravirt import (
-    BATCH_WORKLOADS,
-    batch_figure,
-    fill_batch,
-    fill_hypercalls,
-    hypercalls_figure,
-    mmu_updates,
-    native_run,
-    pte_updates,
-    pv_run,
-)
+from ..lessons.paravirt import BATCH_WORKLOADS, mmu_updates, native_run, pte_updates, pv_run
+from ..viz.paravirt import batch_figure, fill_batch, fill_hypercalls, hypercalls_figure
 from .base import refusal_html
 
 #: the batch sizes the PARAVIRT kernel accepts (its queue holds 64 updates)

@@ -8,34 +8,32 @@ Results are cached per setting, so going back to a setting is instant.
 from __future__ import annotations
 
 import html
-from functools import lru_cache
 from typing import Optional
 
 import ipywidgets as widgets
 
+from .. import experiments
 from ..costs import CPU_PRESETS
-from ..monitors import available_techniques, run_technique
+from ..monitors import available_techniques, monitor_class
 from ..viz.techniques import cycles_figure, events_figure, fill_cycles, fill_events
 from .base import MAX_COUNT, WorkloadExplorer, count_limit, fit_count, refusal_html  # noqa: F401 (MAX_COUNT re-exported)
 
 DEFAULT_COUNT = 50
 
 
-@lru_cache(maxsize=64)
 def run_setting(workload: str, technique: str, count: int, strict: bool, cpu: str):
-    """Run one setting (cached): the technique's result."""
-    from ..guest import build_guest
-    image = build_guest(workload, count=count, paravirt=(technique == "paravirt"))
-    return run_technique(image, technique, cpu=cpu, strict=strict)
+    """Run one setting (cached by :mod:`kernel_sim.experiments`): the technique's result."""
+    return experiments.result_of(workload, technique, count=count, strict=strict, cpu=cpu)
 
 
 def same_kernel_state(result, baseline) -> bool | None:
     """Did the technique leave the guest OS in exactly the native state (state digest)?
 
-    None when the comparison means nothing: a paravirtualized guest runs a different kernel
-    (built with ``PARAVIRT=1``), so only its user-visible result can equal native.
+    None when the comparison means nothing: a technique whose guest kernel is another binary
+    (paravirt's, built with ``PARAVIRT=1``: ``needs.same_kernel_as_native`` is False) can equal
+    native only in its user-visible result.
     """
-    if result.technique == "paravirt":
+    if not monitor_class(result.technique).needs.same_kernel_as_native:
         return None
     return result.state_digest == baseline.state_digest
 
@@ -56,8 +54,8 @@ class TechniqueExplorer(WorkloadExplorer, widgets.VBox):
                  techniques=None):
         super().__init__()
         from ..guest import WORKLOADS
-        names = [t for t in (techniques or available_techniques()) if t != "native"] or \
-            ["native"]
+        names = [t for t in (techniques or available_techniques())
+                 if t != experiments.BASELINE] or [experiments.BASELINE]
         self._quiet = False
         self.workload = widgets.Dropdown(options=list(WORKLOADS), value=workload,
                                          description="Workload")
@@ -87,7 +85,7 @@ class TechniqueExplorer(WorkloadExplorer, widgets.VBox):
         w, t, c = self.workload.value, self.technique.value, self.count.value
         strict = self.strict.value
         return (run_setting(w, t, c, strict, self.cpu.value),
-                run_setting(w, "native", c, strict, self.cpu.value))
+                run_setting(w, experiments.BASELINE, c, strict, self.cpu.value))
 
     def _show(self) -> None:
         r, n = self.result, self.baseline
