@@ -16,7 +16,15 @@ from .. import experiments
 from ..costs import CPU_PRESETS
 from ..monitors import available_techniques, monitor_class
 from ..viz.techniques import cycles_figure, events_figure, fill_cycles, fill_events
-from .base import MAX_COUNT, WorkloadExplorer, count_limit, fit_count, refusal_html  # noqa: F401 (MAX_COUNT re-exported)
+from .base import (  # noqa: F401 (MAX_COUNT, fit_count, refusal_html re-exported)
+    MAX_COUNT,
+    WorkloadExplorer,
+    apply_settings,
+    count_limit,
+    count_problem,
+    fit_count,
+    refusal_html,
+)
 
 DEFAULT_COUNT = 50
 
@@ -107,9 +115,6 @@ class TechniqueExplorer(WorkloadExplorer, widgets.VBox):
                               f"{r.cycles / max(n.cycles, 1):.2f}x native; {verdict}{notes}")
         self.message.value = ""
 
-    def _refuse(self, text: str) -> None:
-        self.message.value = refusal_html(text)
-
     def set(self, **settings) -> bool:
         """Change settings from code (workload, technique, cpu, strict, count).  A bad value is
         refused with a visible message and nothing changes; returns True when applied."""
@@ -125,30 +130,10 @@ class TechniqueExplorer(WorkloadExplorer, widgets.VBox):
                                 f"got {value!r}")
             elif name == "strict" and not isinstance(value, bool):
                 problems.append(f"strict must be True or False, got {value!r}")
-            elif name == "count":
-                limit = count_limit(settings.get("workload", self.workload.value)
-                                    if settings.get("workload") in self.workload.options
-                                    else self.workload.value)
-                if isinstance(value, bool) or not isinstance(value, int) or \
-                        not 1 <= value <= limit:
-                    problems.append(f"count must be an integer from 1 to {limit} for this "
-                                    f"workload, got {value!r}")
-        if problems:
-            self._refuse("; ".join(problems))
-            return False
-        self._quiet = True
-        try:
-            for name in ("workload", "technique", "cpu", "strict", "count"):
-                if name in settings:
-                    if name == "workload":
-                        self.workload.value = settings[name]
-                        self._on_change({"owner": self.workload})
-                    else:
-                        controls[name].value = settings[name]
-        finally:
-            self._quiet = False
-        self.refresh()
-        return True
+            elif name == "count" and count_problem(settings, self.workload):
+                problems.append(count_problem(settings, self.workload))
+        return apply_settings(self, problems, lambda: self._set_workload_first(
+            settings, controls, ("technique", "cpu", "strict", "count")))
 
 
 def technique_explorer(workload: str = "syscall", technique: Optional[str] = None,
