@@ -412,7 +412,8 @@ def measure_techniques(repeats: int = 5) -> dict:
     callback under 200 ms (medians, once warm)."""
     from kernel_sim.guest import build_guest
     from kernel_sim.monitors import available_techniques, run_technique
-    from kernel_sim.widgets.techniques import run_setting, technique_explorer
+    from kernel_sim.experiments import clear_cache
+    from kernel_sim.widgets.techniques import technique_explorer
     out: dict = {"boot_s": {}, "boot_s_runs": {}}
     for name in available_techniques():
         times = []
@@ -434,7 +435,7 @@ def measure_techniques(repeats: int = 5) -> dict:
     times = []
     for k in range(repeats * 4):
         t, w = settings[k % len(settings)]
-        run_setting.cache_clear()
+        clear_cache()
         t0 = time.perf_counter()
         explorer.set(technique=t, workload=w)
         times.append(time.perf_counter() - t0)
@@ -450,7 +451,8 @@ def measure_lab(repeats: int = 3) -> dict:
     TLB size and VPID, the workload.  Every path is warmed once; then each change is timed with
     the result cache cleared (so native, left and right all really run) and again cached.
     Budget: the uncached median under 200 ms."""
-    from kernel_sim.widgets.hardware import TECHNIQUES, run_config, virtualization_lab
+    from kernel_sim.experiments import clear_cache
+    from kernel_sim.widgets.hardware import TECHNIQUES, virtualization_lab
     lab = virtualization_lab()
     changes = ([(lab.left.technique, t) for t in TECHNIQUES if t != "hw_shadow"]
                + [(lab.left.technique, "hw_shadow"), (lab.right.tlb_size, 16),
@@ -464,7 +466,7 @@ def measure_lab(repeats: int = 3) -> dict:
         for _ in range(repeats):
             for control, value in changes:
                 if clear:
-                    run_config.cache_clear()
+                    clear_cache()
                 t0 = time.perf_counter()
                 control.value = value
                 times.append(time.perf_counter() - t0)

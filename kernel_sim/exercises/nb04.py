@@ -13,7 +13,7 @@ from . import exercise
 
 
 def _run(workload: str, mode: str, count=None):
-    from ..viz.emulation import emulation_run
+    from ..lessons.emulation import emulation_run
     return emulation_run(workload, mode, count)
 
 
@@ -103,7 +103,7 @@ def _check_device(answer):
 
 def worst_translated_workload():
     """(workload, slowdown) with the largest translate-mode slowdown at default loop counts."""
-    from ..viz.emulation import slowdown_rows
+    from ..lessons.emulation import slowdown_rows
     worst = max(slowdown_rows(), key=lambda r: r["translate_x"])
     return worst["workload"], worst["translate_x"]
 

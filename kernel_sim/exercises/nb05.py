@@ -1,7 +1,7 @@
 """Exercises of notebook 05 (full virtualization without hardware support).
 
 Expected values come from the simulator: the checkers run the guest OS under the monitor and
-take the difference of two loop counts (:func:`kernel_sim.viz.translation.per_operation`), so
+take the difference of two loop counts (:func:`kernel_sim.lessons.translation.per_operation`), so
 boot and shutdown cancel out and what is left is one iteration of the workload's loop, rounded
 to whole events (timer interrupts add fractions).
 
@@ -29,7 +29,7 @@ def _per_op(workload: str, technique: str, strict=None, **settings):
     A timer interrupt arrives every so many iterations, so a few reasons come out as a
     fraction (0.05 IRET per getpid call); rounding keeps what every iteration does.
     """
-    from ..viz.translation import per_operation
+    from ..lessons.translation import per_operation
     return {k: round(v) for k, v in per_operation(workload, technique, strict,
                                                  **settings).items() if round(v)}
 

@@ -26,10 +26,9 @@ def _as_int(answer):
 def pv_kernel_ring() -> int:
     """The ring the CPU is in while the PARAVIRT kernel boots under the paravirt monitor
     (the run is stopped after 1,000 instructions, still inside the kernel's boot code)."""
-    from ..guest import build_guest
-    from ..monitors import run_technique
-    image = build_guest("boot", paravirt=True)
-    result = run_technique(image, "paravirt", count=1000)
+    from ..experiments import Config, image_of, run
+    config = Config("boot", "paravirt", budget=1000)
+    image, result = image_of(config), run(config)
     if result.stop != "budget" or not image.entry <= result.pc < image.symbol("text_end"):
         raise RuntimeError("the PV kernel was expected to be still booting after 1,000 "
                            "instructions")
@@ -74,7 +73,7 @@ def _check_ptbr(answer):
                  "pv_run('boot', 16) and read monitor_events['hypercall:mmu_update'].",
                  "Count hypercalls, not the page-table entries they carry."])
 def _check_batch(answer):
-    from ..viz.paravirt import mmu_updates, pte_updates, pv_run
+    from ..lessons.paravirt import mmu_updates, pte_updates, pv_run
     result = pv_run("boot", BATCH_063)
     expected = mmu_updates(result)
     given = _as_int(answer)

@@ -32,14 +32,14 @@ def _as_int(answer):
 
 
 def _run(workload: str, technique: str, count=None, cpu: str = CPU, **settings):
-    from ..guest import build_guest
-    from ..monitors import run_technique
-    return run_technique(build_guest(workload, count=count), technique, cpu=cpu, **settings)
+    from ..experiments import result_of
+    return result_of(workload, technique, count=count, cpu=cpu, knobs=settings)
 
 
 def total_exits(result) -> int:
     """All VM exits of a hardware-assisted run (every monitor event is one exit there)."""
-    return sum(result.monitor_events.values())
+    from ..experiments import event_total
+    return event_total(result)
 
 
 # ---- 07.1 ------------------------------------------------------------------------------------

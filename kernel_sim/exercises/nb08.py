@@ -41,38 +41,35 @@ def walk_references(guest_levels: int, nested_levels: int) -> int:
 
 def mode_cycles(workload: str, count: int, cpu: str, tlb_size: int) -> dict:
     """``{mode: simulated cycles}`` of ``workload`` under hw_shadow and hw_ept."""
-    from ..guest import build_guest
-    from ..monitors import run_technique
-    image = build_guest(workload, count)
-    return {mode: run_technique(image, mode, cpu=cpu, tlb_size=tlb_size).cycles
-            for mode in ("hw_shadow", "hw_ept")}
+    from ..experiments import result_of
+    from ..lessons.memory import MODES
+    return {mode: result_of(workload, mode, count=count, cpu=cpu, tlb_size=tlb_size).cycles
+            for mode in MODES}
 
 
 def vpid_misses(workload: str, count: int, cpu: str, tlb_size: int) -> dict:
     """``{vpid: TLB misses}`` of ``workload`` under hw_ept with VPID on (True) and off."""
-    from ..guest import build_guest
-    from ..monitors import run_technique
-    image = build_guest(workload, count)
-    return {v: int(run_technique(image, "hw_ept", cpu=cpu, tlb_size=tlb_size,
-                                 vpid=v).events["tlb_misses"]) for v in (True, False)}
+    from ..experiments import result_of
+    return {v: int(result_of(workload, "hw_ept", count=count, cpu=cpu, tlb_size=tlb_size,
+                             knobs={"vpid": v}).events["tlb_misses"]) for v in (True, False)}
 
 
 def touched_pages(workload: str, count: int, cpu: str) -> tuple[int, int]:
     """(EPT_VIOLATION exits, guest pages the nested table maps at the end) of one hw_ept run."""
-    from ..guest import build_guest
-    from ..monitors.hardware_assist import HwEpt
-    monitor = HwEpt(build_guest(workload, count), cpu=cpu)
-    result = monitor.run()
+    from ..experiments import Config, monitor_of, run
+    config = Config(workload, "hw_ept", count=count, cpu=cpu)
+    monitor, result = monitor_of(config), run(config)
     return int(result.monitor_events.get("EPT_VIOLATION", 0)), int(monitor.nested.mapped)
 
 
 def _mode_name(answer):
+    from ..lessons.memory import MODES
     if not isinstance(answer, str):
         return None
     name = answer.strip().lower().replace("-", "_")
     if name in ("shadow", "ept"):
         name = "hw_" + name
-    return name if name in ("hw_shadow", "hw_ept") else None
+    return name if name in MODES else None
 
 
 @exercise("08.1", "References of a two-dimensional walk",
@@ -107,7 +104,7 @@ def _check_mode(answer):
     if name is None:
         return False, f"answer 'hw_shadow' or 'hw_ept', got {answer!r}"
     best = min(cycles, key=cycles.get)
-    other = "hw_ept" if best == "hw_shadow" else "hw_shadow"
+    other = next(m for m in cycles if m != best)
     if name != best:
         return False, f"{name} is not the cheaper mode for {workload} on the {cpu} preset"
     return True, (f"{best}: {cycles[best]:,} simulated cycles against {cycles[other]:,} for "

@@ -328,10 +328,12 @@ def compare_isas(image, name: str = "guest", count: int = SMALL_BUDGET, **settin
     """Run ``image`` natively and under ``trap_emulate``, on the default and the strict ISA.
 
     ``count`` is the instruction budget of each run; ``settings`` go to every monitor (e.g.
-    ``cpu="first-vtx"``).
+    ``cpu="first-vtx"``).  The runs are cached by :func:`kernel_sim.experiments.run_image`.
     """
-    from ..monitors import run_technique
-    runs = {(tech, strict): run_technique(image, tech, count=count, strict=strict, **settings)
+    from ..experiments import run_image
+    fields = {k: settings.pop(k) for k in ("cpu", "levels", "tlb_size") if k in settings}
+    runs = {(tech, strict): run_image(image, tech, budget=count, strict=strict, knobs=settings,
+                                      **fields)
             for tech in ("native", "trap_emulate") for strict in (False, True)}
     return IsaComparison(name, runs["native", False], runs["native", True],
                          runs["trap_emulate", False], runs["trap_emulate", True])
@@ -339,9 +341,9 @@ def compare_isas(image, name: str = "guest", count: int = SMALL_BUDGET, **settin
 
 def compare_workload(workload: str, count: int | None = None, **settings) -> IsaComparison:
     """:func:`compare_isas` for a workload of the course's guest OS (loop count ``count``)."""
-    from ..guest import WORKLOADS, build_guest
-    image = build_guest(workload, count=count)
-    n = count if count is not None else WORKLOADS[workload].default_count
+    from ..experiments import Config, image_of
+    image = image_of(Config(workload, count=count))
+    n = image.count
     return compare_isas(image, name=f"workload {workload} ({n} iterations)",
                         count=20_000_000, **settings)
 
@@ -403,13 +405,12 @@ def events_per_operation(workload: str, strict: bool = True, counts: Sequence[in
     change are left out.  Values are exact fractions (an integer when the work per iteration is
     regular).
     """
-    from ..guest import build_guest
-    from ..monitors import run_technique
+    from ..experiments import result_of
     lo, hi = counts
     if not (isinstance(lo, int) and isinstance(hi, int) and 0 < lo < hi):
         raise ValueError(f"counts must be two increasing positive integers, got {counts!r}")
-    a, b = (run_technique(build_guest(workload, count=c), technique, strict=strict,
-                          count=20_000_000).monitor_events for c in (lo, hi))
+    a, b = (result_of(workload, technique, count=c, strict=strict,
+                      budget=20_000_000).monitor_events for c in (lo, hi))
     out = {}
     for k in sorted(set(a) | set(b)):
         d = b.get(k, 0) - a.get(k, 0)

@@ -12,8 +12,9 @@ import json
 import sys
 from typing import Dict, Iterable, Optional
 
+from .. import experiments
 from ..monitors import (TECHNIQUE_ORDER, MonitorError, available_techniques, monitor_class,
-                        run_technique, techniques_for)
+                        techniques_for)
 
 
 def compare(workload: str, count: Optional[int] = None,
@@ -22,9 +23,10 @@ def compare(workload: str, count: Optional[int] = None,
     """Run ``workload`` under each technique (native first); return their results by name.
 
     ``strict`` applies to ``trap_emulate`` only (the other techniques do not need it); the
-    native baseline runs on the same ISA as the technique it is compared with.
+    native baseline runs on the same ISA as the technique it is compared with.  The runs are
+    cached by :mod:`kernel_sim.experiments`, which asks each technique's monitor class for its
+    guest build and ISA.
     """
-    from ..guest import build_guest
     known = available_techniques()
     if techniques:
         names = list(techniques)
@@ -35,10 +37,8 @@ def compare(workload: str, count: Optional[int] = None,
             raise ValueError(f"unknown technique {name!r}; available: {', '.join(known)}")
     out = {}
     for name in sorted(set(names), key=TECHNIQUE_ORDER.index):
-        cls = monitor_class(name)
-        image = build_guest(workload, count=count, **cls.guest_options())
-        out[name] = run_technique(image, name, cpu=cpu, strict=cls.strict_for(strict),
-                                  **knobs.get(name, {}))
+        out[name] = experiments.result_of(workload, name, count=count, cpu=cpu, strict=strict,
+                                          knobs=knobs.get(name, {}))
     return out
 
 
@@ -94,14 +94,14 @@ def cmd_run_technique(args) -> int:
         with open(args.file, encoding="utf-8") as f:
             source = f.read()
         defines = parse_defines(args.define)
-        paravirt = monitor_class(args.technique).needs.guest_build == "paravirt"
+        paravirt = bool(monitor_class(args.technique).guest_options()["paravirt"])
         if paravirt:
             defines.setdefault("PARAVIRT", 1)
         program = assemble(source, filename=args.file, defines=defines)
         image = ProgramImage.from_program(program, disk_sectors=0, paravirt=paravirt)
-        result = run_technique(image, args.technique, count=args.count, cpu=args.cpu,
-                               strict=args.strict, levels=args.paging_levels,
-                               tlb_size=args.tlb_size)
+        result = experiments.run_image(image, args.technique, budget=args.count, cpu=args.cpu,
+                                       strict=args.strict, levels=args.paging_levels,
+                                       tlb_size=args.tlb_size)
     except OSError as exc:
         print(f"{args.file}: cannot read: {exc.strerror}", file=sys.stderr)
         return 1

@@ -3,7 +3,8 @@
 The emulation technique (:mod:`kernel_sim.monitors.emulation`) runs every guest instruction in
 software, either Bochs-style (``mode="interpret"``: fetch, decode and dispatch each instruction)
 or QEMU-style (``mode="translate"``: translate a block once, run it from a cache many times).
-This module runs it and shows what it counted:
+This module shows what it counted (the runs and numbers come from
+:mod:`kernel_sim.lessons.emulation`, re-exported here):
 
 * :func:`emulation_run` -- one workload under one mode (cached), with its native baseline;
 * :func:`work_table_html` -- the counted work of several runs side by side, with what each
@@ -18,22 +19,19 @@ figure's title says so.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
-from functools import lru_cache
 
 import plotly.graph_objects as go
 
 from ..costs import technique_costs
+from ..lessons.emulation import (  # noqa: F401 (re-exported: notebook 04 imports them here)
+    CACHE_SIZES,
+    MODE_LABELS,
+    emulation_run,
+    native_run,
+    slowdown,
+    slowdown_rows,
+)
 from .style import PALETTE, PATTERNS, style_figure
-
-#: The two modes of the emulator, with the label the course shows for each.
-MODE_LABELS = {"interpret": "interpret (Bochs-style)", "translate": "translate (QEMU-style)"}
-
-#: Sizes (micro-op rows) the translation cache may have in the explorer; the last is the
-#: emulator's default.  128 rows hold two of the longest blocks: the guest's code no longer
-#: fits and the cache is flushed again and again (thrashing).  (The emulator accepts 64, one
-#: block; the explorer does not offer it because each flush then costs real time too.)
-CACHE_SIZES = (128, 256, 1024, 1 << 16)
 
 #: What each event of the emulation technique counts, and the cost it is charged (if any).
 EVENT_MEANINGS = {
@@ -53,56 +51,6 @@ EVENT_MEANINGS = {
                                   "emu_soft_tlb_miss"),
     "emulation:device": ("port accesses handled by a software device model", "emu_device"),
 }
-
-
-def _check_mode(mode: str) -> str:
-    if mode not in MODE_LABELS:
-        raise ValueError(f"mode must be 'interpret' or 'translate', got {mode!r}")
-    return mode
-
-
-@lru_cache(maxsize=128)
-def emulation_run(workload: str, mode: str, count: int | None = None,
-                  cache_size: int = 1 << 16):
-    """Run ``workload`` (a key of :data:`kernel_sim.guest.WORKLOADS`) under pure emulation.
-
-    ``count`` is the loop count (default: the workload's own), ``cache_size`` the translation
-    cache in micro-op rows.  Cached: the same arguments return the same result object.
-    """
-    from ..guest import build_guest
-    from ..monitors import run_technique
-    return run_technique(build_guest(workload, count=count), "emulation", mode=_check_mode(mode),
-                         cache_size=cache_size)
-
-
-@lru_cache(maxsize=64)
-def native_run(workload: str, count: int | None = None):
-    """The same workload on the bare machine: the baseline every slowdown is measured against."""
-    from ..guest import build_guest
-    from ..monitors import run_technique
-    return run_technique(build_guest(workload, count=count), "native")
-
-
-def slowdown(result, baseline) -> float:
-    """Simulated cycles of ``result`` divided by those of ``baseline`` (how many times slower)."""
-    if baseline.cycles <= 0:
-        raise ValueError("the baseline ran no cycles: there is nothing to compare with")
-    return result.cycles / baseline.cycles
-
-
-def slowdown_rows(workloads: Sequence[str] | None = None) -> list[dict[str, object]]:
-    """One row per workload (default count): native cycles, and cycles and slowdown per mode."""
-    from ..guest import WORKLOADS
-    rows = []
-    for name in (workloads or list(WORKLOADS)):
-        native = native_run(name)
-        row = {"workload": name, "native": native.cycles}
-        for mode in MODE_LABELS:
-            r = emulation_run(name, mode)
-            row[mode] = r.cycles
-            row[f"{mode}_x"] = slowdown(r, native)
-        rows.append(row)
-    return rows
 
 
 def slowdown_figure(rows: list[dict[str, object]] | None = None):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from ..experiments import records_exit_timeline
 from ..monitors.base import CATEGORIES
 from .style import PALETTE, PATTERNS, style_figure
 from .techniques import CATEGORY_LABELS
@@ -171,7 +172,7 @@ def fill_lab_timeline(fig, results: dict[str, object]) -> None:
         r = results[side]
         ticks, so_far, reasons = timeline_points(r)
         fig.data[k].x, fig.data[k].y, fig.data[k].text = ticks, so_far, reasons
-        if r.technique in ("hw_shadow", "hw_ept"):
+        if records_exit_timeline(r.technique):
             fig.data[k].name = f"{side_label(side, r)} ({len(ticks):,} exits recorded)"
         else:
             fig.data[k].name = (f"{side_label(side, r)} (no timeline: recorded only for "

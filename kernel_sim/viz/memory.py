@@ -10,7 +10,8 @@ miss through the jitted MMU and records every memory reference):
 * :func:`reference_counts` and :func:`references_figure` -- the measured reference count of
   a cold walk for every guest depth n (1..4) and nested depth m (0..4), a heat map.
 
-Whole runs of the guest under ``hw_shadow`` and ``hw_ept`` (cached by :func:`mode_run`):
+Whole runs of the guest under ``hw_shadow`` and ``hw_ept`` (:func:`mode_run`, from
+:mod:`kernel_sim.lessons.memory`, re-exported here):
 
 * :func:`modes_figure` -- simulated cycles by category, relative to native, mode by mode and
   workload by workload; :func:`modes_table` -- exits, TLB misses and walk references;
@@ -26,23 +27,21 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
 
 import plotly.graph_objects as go
 
+from ..lessons.memory import (  # noqa: F401 (re-exported: notebook 08 imports them here)
+    MODE_WORKLOADS,
+    MODES,
+    TLB_SIZES,
+    exits,
+    mode_run,
+    tlb_sweep,
+)
 from ..lessons.pagewalk import expected_references, pagewalk
+from ..monitors.base import CATEGORIES  # cost categories, bottom to top in the bars
 from .style import PALETTE, PATTERNS, style_figure
 
-#: the two memory modes of hardware-assisted virtualization, in the order the figures use
-MODES = ("hw_shadow", "hw_ept")
-#: cost categories of a TechniqueResult, bottom to top in the stacked bars
-CATEGORIES = ("guest", "transitions", "emulation", "memory", "devices")
-#: workloads of the comparison, with the loop count they run with (small enough that every
-#: run of the notebook's sweeps together takes a few seconds)
-MODE_WORKLOADS: dict[str, int] = {"compute": 2000, "syscall": 200, "pgfault": 100,
-                                  "ptemod": 100, "ctxswitch": 100, "forkwait": 20}
-#: TLB sizes of the sweep (the simulated TLB needs a power of two)
-TLB_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
 #: the largest depths the walk figure accepts (as the pagewalk module)
 MAX_GUEST_LEVELS, MAX_NESTED_LEVELS = 4, 4
 
@@ -187,28 +186,6 @@ def references_figure():
 # whole runs: hw_shadow against hw_ept
 # --------------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=512)
-def mode_run(workload: str, technique: str, cpu: str = "nehalem", count: int | None = None,
-             tlb_size: int = 64, vpid: bool | None = None, ept_levels: int = 4):
-    """One run of ``workload`` (``count`` iterations; None: :data:`MODE_WORKLOADS`' count, or
-    the workload's default) under ``technique`` (native, hw_shadow or hw_ept), cached."""
-    from ..guest import build_guest
-    from ..monitors import run_technique
-    if count is None:
-        count = MODE_WORKLOADS.get(workload)
-    settings = dict(tlb_size=tlb_size)
-    if technique != "native":
-        settings.update(cpu=cpu, vpid=vpid)
-    if technique == "hw_ept":
-        settings["ept_levels"] = ept_levels
-    return run_technique(build_guest(workload, count), technique, **settings)
-
-
-def exits(result) -> int:
-    """All VM exits of a run."""
-    return int(sum(result.monitor_events.values()))
-
-
 def modes_figure(workloads: Sequence[str] = tuple(MODE_WORKLOADS), cpu: str = "nehalem",
                  tlb_size: int = 64):
     """Stacked bars: each mode's simulated cycles by category, divided by native's cycles."""
@@ -282,19 +259,6 @@ def modes_table(workloads: Sequence[str] = tuple(MODE_WORKLOADS), cpu: str = "ne
                          "x native": r.cycles / native, "cheaper": "yes" if m == best else ""})
     return HtmlTable(f"hw_shadow and hw_ept, {cpu} preset, {tlb_size}-entry TLB "
                      "(cycles: model assumptions)", list(rows[0]), rows)
-
-
-def tlb_sweep(workload: str, cpu: str = "nehalem",
-              sizes: Iterable[int] = TLB_SIZES) -> dict[str, list]:
-    """``{"tlb_size": [...], "hw_shadow": [cycles...], "hw_ept": [...], "<mode> misses": [...]}``
-    for each TLB size (sorted)."""
-    sizes = sorted(set(int(s) for s in sizes))
-    out: dict[str, list] = {"tlb_size": sizes}
-    for m in MODES:
-        runs = [mode_run(workload, m, cpu, tlb_size=s) for s in sizes]
-        out[m] = [r.cycles for r in runs]
-        out[f"{m} misses"] = [int(r.events["tlb_misses"]) for r in runs]
-    return out
 
 
 def tlb_figure(workload: str, cpu: str = "nehalem", sizes: Iterable[int] = TLB_SIZES):

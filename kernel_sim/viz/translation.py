@@ -4,7 +4,8 @@ A VMM without help from the processor runs the guest kernel *deprivileged* -- in
 the monitor in ring 0 and above the guest's applications in ring 3 (*ring compression*) -- and
 keeps control in two ways: privileged instructions trap and are emulated (``trap_emulate``), or
 guest kernel code is rewritten into a translation cache first (``binary_translation``).  Both
-keep **shadow page tables**.  This module runs them and shows what they counted:
+keep **shadow page tables**.  This module shows what they counted (the runs and the numbers
+come from :mod:`kernel_sim.lessons.translation`, re-exported here):
 
 * :func:`ring_compression_figure` -- who runs in which ring, on the bare machine and under the
   VMM;
@@ -31,112 +32,24 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from functools import lru_cache
 
 import plotly.graph_objects as go
 
+from ..lessons.translation import (  # noqa: F401 (re-exported: the notebook imports them here)
+    COMPARE_WORKLOADS,
+    OPERATION_COUNTS,
+    SHADOW_EVENTS,
+    TECHNIQUES,
+    callouts,
+    comparison_rows,
+    cycles_per_operation,
+    default_strict,
+    emulate_matrix,
+    per_operation,
+    shadow_rows,
+    technique_run,
+)
 from .style import PALETTE, PATTERNS, style_figure
-
-#: Workloads the comparisons use by default: one per kind of guest activity.
-COMPARE_WORKLOADS = ("compute", "syscall", "io", "pgfault", "ctxswitch", "callret")
-#: Loop counts of the two runs :func:`per_operation` subtracts.  Timer interrupts arrive every
-#: so many iterations, so a few reasons come out as fractions (e.g. 0.05 IRET per iteration).
-OPERATION_COUNTS = (20, 40)
-#: The shadow-paging counters, in the order tables show them, with what each one means.
-SHADOW_EVENTS = {
-    "shadow:hidden_fault": "host #PF the guest never sees: the monitor walked the guest's "
-                           "tables and filled the shadow",
-    "shadow:true_fault": "the guest's own page fault: its tables forbid the access, so the "
-                         "monitor reflects #PF to the guest kernel",
-    "shadow:pt_write": "a store to a write-protected guest page table, emulated by the monitor",
-    "shadow:root_hit": "the guest switched address space and the monitor reused a cached "
-                       "shadow root",
-    "shadow:root_new": "the guest switched to an address space without a cached shadow: a new "
-                       "root was built",
-    "shadow:unshadow": "a frame that stopped being a page table was no longer write-protected",
-}
-#: Techniques this module compares, in the order figures show them.
-TECHNIQUES = ("native", "trap_emulate", "binary_translation")
-
-
-def _check_workload(workload: str) -> str:
-    from ..guest import WORKLOADS
-    if workload not in WORKLOADS:
-        raise ValueError(f"unknown workload {workload!r}; known: {', '.join(WORKLOADS)}")
-    return workload
-
-
-def _check_technique(technique: str) -> str:
-    from ..monitors import available_techniques
-    known = [t for t in TECHNIQUES if t in available_techniques()]
-    if technique not in known:
-        raise ValueError(f"technique must be one of {', '.join(known)}, got {technique!r}")
-    return technique
-
-
-def default_strict(technique: str) -> bool:
-    """The ISA a technique runs on here: strict for ``trap_emulate`` only (see module doc)."""
-    return technique == "trap_emulate"
-
-
-@lru_cache(maxsize=256)
-def technique_run(workload: str, technique: str = "trap_emulate", count: int | None = None,
-                  strict: bool | None = None, cpu: str = "modern", **settings):
-    """Run ``workload`` under ``technique`` and return its ``TechniqueResult`` (cached).
-
-    ``count`` is the loop count (default: the workload's own); ``strict`` the ISA (default:
-    :func:`default_strict`); ``settings`` go to the monitor (e.g. ``max_roots=1`` for
-    ``trap_emulate``).  The same arguments return the same result object.
-    """
-    from ..guest import build_guest
-    from ..monitors import run_technique
-    _check_workload(workload)
-    _check_technique(technique)
-    strict = default_strict(technique) if strict is None else bool(strict)
-    return run_technique(build_guest(workload, count=count), technique, cpu=cpu, strict=strict,
-                         **settings)
-
-
-def per_operation(workload: str, technique: str = "trap_emulate",
-                  strict: bool | None = None,
-                  counts: tuple[int, int] = OPERATION_COUNTS, **settings) -> dict[str, float]:
-    """Monitor events per iteration of ``workload``'s loop, by reason (non-zero ones only).
-
-    Runs the workload twice, with the loop counts ``counts = (lo, hi)``, and divides the
-    difference of every event count by ``hi - lo``: what boot and shutdown cost is the same in
-    both runs and cancels out.  Values are rounded to two decimals.  ``settings`` go to the
-    monitor, as in :func:`technique_run`.
-    """
-    lo, hi = counts
-    if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo < hi):
-        raise ValueError(f"counts must be two loop counts 1 <= lo < hi, got {counts!r}")
-    a = technique_run(workload, technique, lo, strict, **settings).monitor_events
-    b = technique_run(workload, technique, hi, strict, **settings).monitor_events
-    out = {}
-    for reason in sorted(set(a) | set(b)):
-        value = round((b.get(reason, 0) - a.get(reason, 0)) / (hi - lo), 2)
-        if value:
-            out[reason] = value
-    return out
-
-
-def emulate_matrix(workloads: Sequence[str] = COMPARE_WORKLOADS, strict: bool = True,
-                   technique: str = "trap_emulate"):
-    """``(workloads, mnemonics, values)``: ``emulate:<mnemonic>`` events per iteration.
-
-    ``values[i][j]`` is how often workload ``i`` made the monitor emulate mnemonic ``j`` per
-    iteration of its loop.  Mnemonics are listed in order of their total, most frequent first.
-    """
-    per = {w: per_operation(w, technique, strict) for w in workloads}
-    totals: dict[str, float] = {}
-    for events in per.values():
-        for reason, value in events.items():
-            if reason.startswith("emulate:"):
-                name = reason.split(":", 1)[1]
-                totals[name] = totals.get(name, 0) + value
-    names = sorted(totals, key=lambda n: (-totals[n], n))
-    values = [[per[w].get("emulate:" + n, 0.0) for n in names] for w in workloads]
-    return list(workloads), names, values
 
 
 def emulate_heatmap(workloads: Sequence[str] = COMPARE_WORKLOADS, strict: bool = True):
@@ -153,16 +66,6 @@ def emulate_heatmap(workloads: Sequence[str] = COMPARE_WORKLOADS, strict: bool =
                  height=360)
     fig.update_yaxes(autorange="reversed")
     return fig
-
-
-def shadow_rows(workloads: Sequence[str] = COMPARE_WORKLOADS,
-                technique: str = "trap_emulate") -> list[tuple[str, list[float]]]:
-    """``(workload, [count per iteration of each SHADOW_EVENTS reason])`` rows."""
-    out = []
-    for w in workloads:
-        per = per_operation(w, technique)
-        out.append((w, [per.get(reason, 0.0) for reason in SHADOW_EVENTS]))
-    return out
 
 
 def shadow_table_html(workloads: Sequence[str] = COMPARE_WORKLOADS,
@@ -283,39 +186,7 @@ def block_table_html(monitor, guest_pc: int, title: str = "") -> str:
             f"</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
-def callouts(result) -> dict[str, int]:
-    """A binary-translation result's callouts by kind: ``callout:emulate:cli`` becomes
-    ``emulate:cli``, ``callout:ret`` becomes ``ret``."""
-    return {reason.split(":", 1)[1]: n for reason, n in sorted(result.monitor_events.items())
-            if reason.startswith("callout:")}
-
-
 # ---- comparison ----------------------------------------------------------------------------
-def cycles_per_operation(workload: str, technique: str,
-                         counts: tuple[int, int] = OPERATION_COUNTS) -> float:
-    """Simulated cycles of one iteration of ``workload``'s loop under ``technique``.
-
-    The difference of two runs with loop counts ``counts = (lo, hi)``, divided by ``hi - lo``:
-    the steady state, without the boot and the shutdown (which cost the same in both runs).
-    """
-    lo, hi = counts
-    a = technique_run(workload, technique, lo).cycles
-    b = technique_run(workload, technique, hi).cycles
-    return (b - a) / (hi - lo)
-
-
-def comparison_rows(workloads: Sequence[str] = COMPARE_WORKLOADS,
-                    techniques: Sequence[str] = TECHNIQUES):
-    """Rows ``(workload, technique, simulated cycles per iteration, times native)``."""
-    out = []
-    for w in workloads:
-        base = cycles_per_operation(w, "native")
-        for t in techniques:
-            per = cycles_per_operation(w, t)
-            out.append((w, t, round(per, 1), round(per / base, 2) if base else float("nan")))
-    return out
-
-
 def comparison_figure(workloads: Sequence[str] = COMPARE_WORKLOADS,
                       techniques: Sequence[str] = TECHNIQUES):
     """Grouped bars: simulated cycles per iteration relative to native, by workload."""

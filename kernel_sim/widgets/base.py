@@ -32,6 +32,33 @@ def fit_count(slider, workload: str) -> None:
     slider.value = min(slider.value, limit)
 
 
+def count_problem(settings: dict, workload_control) -> str | None:
+    """What is wrong with ``settings["count"]`` for the workload it goes with (the one in
+    ``settings`` when that is a valid choice, else the control's), or None."""
+    value = settings["count"]
+    w = settings.get("workload", workload_control.value)
+    limit = count_limit(w if w in workload_control.options else workload_control.value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        return f"count must be an integer from 1 to {limit} for this workload, got {value!r}"
+    return None
+
+
+def apply_settings(dashboard, problems, assign) -> bool:
+    """The end of every dashboard's ``set()``: refuse ``problems`` with a visible message (and
+    change nothing), or call ``assign()`` with the observers quiet and refresh once.  Returns
+    True when the settings were applied."""
+    if problems:
+        dashboard._refuse("; ".join(problems))
+        return False
+    dashboard._quiet = True
+    try:
+        assign()
+    finally:
+        dashboard._quiet = False
+    dashboard.refresh()
+    return True
+
+
 class WorkloadExplorer:
     """Mixin of the explorers that run one workload natively and under a technique.
 
@@ -60,3 +87,16 @@ class WorkloadExplorer:
             self._refuse(str(exc))
             return
         self._show()
+
+    def _refuse(self, text: str) -> None:
+        self.message.value = refusal_html(text)
+
+    def _set_workload_first(self, settings: dict, controls: dict, order) -> None:
+        """Assign ``settings``: the workload first (fitting the count slider to it), then the
+        controls named in ``order``."""
+        if "workload" in settings:
+            self.workload.value = settings["workload"]
+            self._on_change({"owner": self.workload})
+        for name in order:
+            if name in settings:
+                controls[name].value = settings[name]

@@ -14,9 +14,9 @@ import html
 
 import ipywidgets as widgets
 
-from ..viz.emulation import CACHE_SIZES, MODE_LABELS, emulation_run, native_run, slowdown
+from ..lessons.emulation import CACHE_SIZES, MODE_LABELS, emulation_run, native_run, slowdown
 from ..viz.techniques import cycles_figure, events_figure, fill_cycles, fill_events
-from .base import WorkloadExplorer, count_limit, refusal_html
+from .base import WorkloadExplorer, apply_settings, count_limit, count_problem
 
 #: the loop count the explorer starts with, unless a smaller limit applies
 DEFAULT_COUNT = 50
@@ -94,9 +94,6 @@ class EmulationExplorer(WorkloadExplorer, widgets.VBox):
         self.summary.value = "; ".join(parts)
         self.message.value = ""
 
-    def _refuse(self, text: str) -> None:
-        self.message.value = refusal_html(text)
-
     # ---- changing settings from code ----------------------------------------------------------
     def set(self, **settings) -> bool:
         """Change settings from code: ``workload``, ``mode``, ``count``, ``cache_size``.
@@ -118,28 +115,10 @@ class EmulationExplorer(WorkloadExplorer, widgets.VBox):
             elif name == "cache_size" and value not in CACHE_SIZES:
                 problems.append(f"cache_size must be one of "
                                 f"{', '.join(map(str, CACHE_SIZES))} micro-ops, got {value!r}")
-            elif name == "count":
-                w = settings.get("workload", self.workload.value)
-                limit = count_limit(w if w in self.workload.options else self.workload.value)
-                if isinstance(value, bool) or not isinstance(value, int) or \
-                        not 1 <= value <= limit:
-                    problems.append(f"count must be an integer from 1 to {limit} for this "
-                                    f"workload, got {value!r}")
-        if problems:
-            self._refuse("; ".join(problems))
-            return False
-        self._quiet = True
-        try:
-            if "workload" in settings:
-                self.workload.value = settings["workload"]
-                self._on_change({"owner": self.workload})
-            for name in ("mode", "cache_size", "count"):
-                if name in settings:
-                    controls[name].value = settings[name]
-        finally:
-            self._quiet = False
-        self.refresh()
-        return True
+            elif name == "count" and count_problem(settings, self.workload):
+                problems.append(count_problem(settings, self.workload))
+        return apply_settings(self, problems, lambda: self._set_workload_first(
+            settings, controls, ("mode", "cache_size", "count")))
 
 
 def emulation_explorer(workload: str = "boot", mode: str = "translate",

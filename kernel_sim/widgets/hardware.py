@@ -30,13 +30,14 @@ from the cost model in :mod:`kernel_sim.costs`: model assumptions, not measureme
 from __future__ import annotations
 
 import html
-from functools import lru_cache
 
 import ipywidgets as widgets
 
+from .. import experiments
 from ..costs import CPU_PRESETS
+from ..experiments import records_exit_timeline, settings_for, takes_guest_knob
 from ..guest import DEFAULT_BATCH, MAX_BATCH
-from ..monitors import run_technique
+from ..monitors import TECHNIQUE_ORDER, monitor_class
 from ..monitors.hardware_assist import OPTIONAL_CONTROLS, REQUIRED_CONTROLS
 from ..viz.hardware import (
     fill_lab_cycles,
@@ -51,11 +52,10 @@ from ..vmx import CONTROL_DOC
 from .base import count_limit, fit_count, refusal_html
 
 #: the techniques a configuration can pick, in the course's order
-TECHNIQUES = ("native", "emulation", "trap_emulate", "binary_translation", "paravirt",
-              "hw_shadow", "hw_ept")
-HARDWARE = ("hw_shadow", "hw_ept")
+TECHNIQUES = TECHNIQUE_ORDER
 #: the VMCS controls the Lab offers: every control some mode may leave clear
-LAB_CONTROLS = tuple(dict.fromkeys(c for mode in HARDWARE for c in OPTIONAL_CONTROLS[mode]))
+LAB_CONTROLS = tuple(dict.fromkeys(c for mode in TECHNIQUES
+                                   for c in OPTIONAL_CONTROLS.get(mode, ())))
 TLB_SIZES = (8, 16, 32, 64, 128, 256)
 DEFAULT_TLB = 64
 #: the Lab's first loop count: small, so that one update stays well under 200 ms
@@ -63,38 +63,48 @@ DEFAULT_COUNT = 20
 _WIDE = {"description_width": "initial"}
 
 
-@lru_cache(maxsize=128)
+def takes_vmcs(technique: str) -> bool:
+    """Do the VPID and VMCS-control knobs apply to ``technique`` (its monitor takes them)?"""
+    return {"vpid", "controls"} <= experiments.monitor_settings(technique)
+
+
+def takes_batch(technique: str) -> bool:
+    """Does the paravirt batch knob apply to ``technique`` (its guest image takes it)?"""
+    return takes_guest_knob(technique, "batch")
+
+
 def run_config(workload: str, count: int, technique: str, cpu: str, tlb_size: int = DEFAULT_TLB,
                vpid: bool | None = None, batch: int = DEFAULT_BATCH,
                controls: tuple[tuple[str, bool], ...] = ()):
-    """Run one configuration (cached) and return its TechniqueResult.
+    """Run one configuration (cached by :mod:`kernel_sim.experiments`): its TechniqueResult.
 
-    ``vpid`` and ``controls`` (pairs of control name and on/off) go to hardware assist only;
-    ``batch`` only to ``paravirt``, whose guest is built with ``paravirt=True``.  Every run uses
-    the strict ISA, on which sensitive instructions trap outside ring 0.
+    ``vpid`` and ``controls`` (pairs of control name and on/off) go to the techniques whose
+    monitor takes them (hardware assist); ``batch`` to those whose guest image takes it
+    (paravirt).  Every run asks for the strict ISA, on which sensitive instructions trap
+    outside ring 0 (the techniques that let the learner choose run on it).
     """
-    from ..guest import build_guest
-    pv = technique == "paravirt"
-    image = build_guest(workload, count=count, paravirt=pv, batch=batch if pv else DEFAULT_BATCH)
-    settings = dict(cpu=cpu, strict=True, tlb_size=tlb_size)
-    if technique in HARDWARE:
-        settings.update(vpid=vpid, controls=dict(controls))
-    return run_technique(image, technique, **settings)
+    knobs = settings_for(technique, vpid=vpid, controls=dict(controls) or None)
+    guest = {"batch": batch} if takes_batch(technique) else {}
+    return experiments.result_of(workload, technique, count=count, cpu=cpu, strict=True,
+                                 tlb_size=tlb_size, knobs=knobs, guest=guest)
 
 
 def knob_notes(technique: str) -> str:
     """One line per knob that does not apply to ``technique`` (shown under its panel)."""
     notes = []
-    if technique not in HARDWARE:
-        notes.append("VPID and VMCS controls apply only to hardware assist (hw_shadow, hw_ept)")
-    elif technique == "hw_shadow":
-        notes.append("hw_shadow requires every CR3/CR0/INVLPG exit control: its shadow page "
+    vmcs = [t for t in TECHNIQUES if takes_vmcs(t)]
+    if not takes_vmcs(technique):
+        notes.append(f"VPID and VMCS controls apply only to hardware assist "
+                     f"({', '.join(vmcs)})")
+    elif not OPTIONAL_CONTROLS.get(technique):
+        notes.append(f"{technique} requires every CR3/CR0/INVLPG exit control: its shadow page "
                      "tables depend on those exits, so they are locked on")
     else:
-        notes.append("hw_ept requires none of these controls: each one you tick adds exits "
-                     "without changing what the guest sees")
-    if technique != "paravirt":
-        notes.append("the batch size applies only to paravirt")
+        notes.append(f"{technique} requires none of these controls: each one you tick adds "
+                     "exits without changing what the guest sees")
+    if not takes_batch(technique):
+        batched = [t for t in TECHNIQUES if takes_batch(t)]
+        notes.append(f"the batch size applies only to {', '.join(batched)}")
     return "<br>".join(f"<small>note: {html.escape(n)}</small>" for n in notes)
 
 
@@ -128,11 +138,11 @@ class ConfigPanel(widgets.VBox):
                          for name in LAB_CONTROLS}
         self.note = widgets.HTML()
         self.fit_knobs()
-        if technique in HARDWARE:
+        if takes_vmcs(technique):
             if vpid is not None:
                 self.vpid.value = bool(vpid)
             for name, on in (controls or {}).items():
-                if name in self.controls and technique == "hw_ept":
+                if name in OPTIONAL_CONTROLS.get(technique, ()):
                     self.controls[name].value = bool(on)
         self.children = [self.header, self.technique, self.cpu, self.tlb_size, self.vpid,
                          self.batch, widgets.HTML("<small>optional VMCS exit controls:</small>"),
@@ -146,48 +156,41 @@ class ConfigPanel(widgets.VBox):
     def fit_knobs(self) -> None:
         """Enable the knobs that apply to the technique; put the others to neutral values."""
         t = self.technique.value
-        hw = t in HARDWARE
+        hw = takes_vmcs(t)
         self.vpid.disabled = not hw
         self.vpid.value = bool(CPU_PRESETS[self.cpu.value]["vpid"]) if hw else False
-        self.batch.disabled = t != "paravirt"
-        if t != "paravirt":
+        self.batch.disabled = not takes_batch(t)
+        if self.batch.disabled:
             self.batch.value = DEFAULT_BATCH
+        optional = OPTIONAL_CONTROLS.get(t, ())
         for name, box in self.controls.items():
-            required = hw and name in REQUIRED_CONTROLS[t]
-            box.value = required
-            box.disabled = t != "hw_ept"
+            box.value = name in REQUIRED_CONTROLS.get(t, ())
+            box.disabled = name not in optional
         self.note.value = knob_notes(t)
 
     def config(self) -> dict:
         """The settings of this side, checked: a knob set for a technique it does not apply
         to raises ValueError with a message the learner can act on."""
         t = self.technique.value
+        hw, pv = takes_vmcs(t), takes_batch(t)
         problems = []
-        if t not in HARDWARE:
+        if not hw:
             if self.vpid.value:
                 problems.append(f"VPID applies only to hardware assist, not to {t}")
             ticked = [n for n, b in self.controls.items() if b.value]
             if ticked:
                 problems.append(f"VMCS controls ({', '.join(ticked)}) apply only to hardware "
                                 f"assist, not to {t}")
-        else:
-            preset = CPU_PRESETS[self.cpu.value]
-            if t == "hw_ept" and not preset["ept"]:
-                problems.append(f"the {self.cpu.value} CPU preset has no EPT (nested paging "
-                                f"arrived with Nehalem, 2008-09): choose hw_shadow or a later CPU "
-                                f"preset")
-            if self.vpid.value and not preset["vpid"]:
-                problems.append(f"the {self.cpu.value} CPU preset has no VPID (it arrived "
-                                f"with Nehalem, 2008-09): untick VPID or choose a later CPU "
-                                f"preset")
-        if t != "paravirt" and self.batch.value != DEFAULT_BATCH:
+        refused = monitor_class(t).refusal(self.cpu.value, vpid=bool(self.vpid.value) and hw)
+        if refused:
+            problems.append(refused)
+        if not pv and self.batch.value != DEFAULT_BATCH:
             problems.append(f"the batch size applies only to paravirt, not to {t}")
         if problems:
             raise ValueError(f"{self.side}: " + "; ".join(problems))
-        hw = t in HARDWARE
         return dict(technique=t, cpu=self.cpu.value, tlb_size=int(self.tlb_size.value),
                     vpid=bool(self.vpid.value) if hw else None,
-                    batch=int(self.batch.value) if t == "paravirt" else DEFAULT_BATCH,
+                    batch=int(self.batch.value) if pv else DEFAULT_BATCH,
                     controls=tuple((n, bool(b.value)) for n, b in self.controls.items())
                     if hw else ())
 
@@ -195,13 +198,13 @@ class ConfigPanel(widgets.VBox):
         """``"hw_ept on nehalem, TLB 64, VPID on"`` -- the setting in words."""
         t = self.technique.value
         words = f"{t} on {self.cpu.value}, TLB {self.tlb_size.value}"
-        if t in HARDWARE:
+        if takes_vmcs(t):
             words += f", VPID {'on' if self.vpid.value else 'off'}"
             extra = [n for n, b in self.controls.items() if b.value
-                     and n not in REQUIRED_CONTROLS[t]]
+                     and n not in REQUIRED_CONTROLS.get(t, ())]
             if extra:
                 words += ", extra exits: " + ", ".join(extra)
-        if t == "paravirt":
+        if takes_batch(t):
             words += f", batch {self.batch.value}"
         return words
 
@@ -274,7 +277,8 @@ class VirtualizationLab(widgets.VBox):
                 results[side] = run_config(w, c, **cfg)
             except (ValueError, TypeError, RuntimeError) as exc:    # say which side
                 raise ValueError(f"{side}: {exc}") from exc
-            baselines[side] = run_config(w, c, "native", cfg["cpu"], cfg["tlb_size"])
+            baselines[side] = run_config(w, c, experiments.BASELINE, cfg["cpu"],
+                                         cfg["tlb_size"])
         return results, baselines
 
     def refresh(self) -> None:
@@ -299,13 +303,14 @@ class VirtualizationLab(widgets.VBox):
         lines = []
         for side, panel in (("left", self.left), ("right", self.right)):
             r, n = self.results[side], self.baselines[side]
-            kind = "VM exits" if r.technique in HARDWARE else "monitor events"
+            timeline = records_exit_timeline(r.technique)
+            kind = "VM exits" if timeline else "monitor events"
             line = (f"<b>{side}</b> ({html.escape(panel.describe())}): {r.cycles:,} simulated "
                     f"cycles, <b>{slowdown(r, n):.2f}x native</b>, "
                     f"{sum(r.monitor_events.values()):,} {kind}")
-            if r.technique not in HARDWARE:
+            if not timeline:
                 line += " (no exit timeline: it is recorded only for hardware assist)"
-            if r.technique != "paravirt":
+            if monitor_class(r.technique).needs.same_kernel_as_native:
                 same = r.state_digest == n.state_digest
                 line += ("; guest OS state same as native" if same else
                          "; <b>guest OS state differs from native</b>")
@@ -323,5 +328,6 @@ def virtualization_lab(workload: str = "forkwait", count: int = DEFAULT_COUNT,
     return VirtualizationLab(workload, count, left, right, cpu, right_cpu)
 
 
-__all__ = ["virtualization_lab", "VirtualizationLab", "ConfigPanel", "run_config",
+__all__ = ["virtualization_lab", "VirtualizationLab", "ConfigPanel", "run_config", "knob_notes",
+           "takes_vmcs", "takes_batch",
            "TECHNIQUES", "LAB_CONTROLS", "TLB_SIZES", "DEFAULT_COUNT"]

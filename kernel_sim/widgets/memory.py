@@ -15,7 +15,7 @@ import ipywidgets as widgets
 
 from ..lessons.pagewalk import expected_references, pagewalk
 from ..viz.memory import MAX_GUEST_LEVELS, MAX_NESTED_LEVELS, fill_walk, walk_figure
-from .base import refusal_html
+from .base import apply_settings, refusal_html
 
 #: the settings the explorer accepts: name -> (smallest, largest)
 LIMITS = {"guest_levels": (1, MAX_GUEST_LEVELS), "nested_levels": (0, MAX_NESTED_LEVELS)}
@@ -101,18 +101,10 @@ class WalkExplorer(widgets.VBox):
     def set(self, **settings) -> bool:
         """Change settings from code: ``guest_levels`` and/or ``nested_levels``.  A bad value
         is refused with a visible message and nothing changes; returns True when applied."""
-        problems = _problems(settings)
-        if problems:
-            self._refuse("; ".join(problems))
-            return False
-        self._quiet = True
-        try:
+        def assign():
             for name, value in settings.items():
                 getattr(self, name).value = value
-        finally:
-            self._quiet = False
-        self.refresh()
-        return True
+        return apply_settings(self, _problems(settings), assign)
 
 
 def _problems(settings) -> list:

@@ -13,18 +13,9 @@ import html
 
 import ipywidgets as widgets
 
-from ..viz.paravirt import (
-    BATCH_WORKLOADS,
-    batch_figure,
-    fill_batch,
-    fill_hypercalls,
-    hypercalls_figure,
-    mmu_updates,
-    native_run,
-    pte_updates,
-    pv_run,
-)
-from .base import refusal_html
+from ..lessons.paravirt import BATCH_WORKLOADS, mmu_updates, native_run, pte_updates, pv_run
+from ..viz.paravirt import batch_figure, fill_batch, fill_hypercalls, hypercalls_figure
+from .base import apply_settings, refusal_html
 
 #: the batch sizes the PARAVIRT kernel accepts (its queue holds 64 updates)
 MIN_BATCH, MAX_BATCH = 1, 64
@@ -100,20 +91,11 @@ class BatchExplorer(widgets.VBox):
     def set(self, **settings) -> bool:
         """Change settings from code: ``workload`` and/or ``batch``.  A bad value is refused
         with a visible message and nothing changes; returns True when applied."""
-        problems = _problems(settings)
-        if problems:
-            self._refuse("; ".join(problems))
-            return False
-        self._quiet = True
-        try:
-            if "workload" in settings:
-                self.workload.value = settings["workload"]
-            if "batch" in settings:
-                self.batch.value = settings["batch"]
-        finally:
-            self._quiet = False
-        self.refresh()
-        return True
+        def assign():
+            for name in ("workload", "batch"):
+                if name in settings:
+                    getattr(self, name).value = settings[name]
+        return apply_settings(self, _problems(settings), assign)
 
 
 def _problems(settings) -> list:

@@ -8,34 +8,40 @@ Results are cached per setting, so going back to a setting is instant.
 from __future__ import annotations
 
 import html
-from functools import lru_cache
 from typing import Optional
 
 import ipywidgets as widgets
 
+from .. import experiments
 from ..costs import CPU_PRESETS
-from ..monitors import available_techniques, run_technique
+from ..monitors import available_techniques, monitor_class
 from ..viz.techniques import cycles_figure, events_figure, fill_cycles, fill_events
-from .base import MAX_COUNT, WorkloadExplorer, count_limit, fit_count, refusal_html  # noqa: F401 (MAX_COUNT re-exported)
+from .base import (  # noqa: F401 (MAX_COUNT, fit_count, refusal_html re-exported)
+    MAX_COUNT,
+    WorkloadExplorer,
+    apply_settings,
+    count_limit,
+    count_problem,
+    fit_count,
+    refusal_html,
+)
 
 DEFAULT_COUNT = 50
 
 
-@lru_cache(maxsize=64)
 def run_setting(workload: str, technique: str, count: int, strict: bool, cpu: str):
-    """Run one setting (cached): the technique's result."""
-    from ..guest import build_guest
-    image = build_guest(workload, count=count, paravirt=(technique == "paravirt"))
-    return run_technique(image, technique, cpu=cpu, strict=strict)
+    """Run one setting (cached by :mod:`kernel_sim.experiments`): the technique's result."""
+    return experiments.result_of(workload, technique, count=count, strict=strict, cpu=cpu)
 
 
 def same_kernel_state(result, baseline) -> bool | None:
     """Did the technique leave the guest OS in exactly the native state (state digest)?
 
-    None when the comparison means nothing: a paravirtualized guest runs a different kernel
-    (built with ``PARAVIRT=1``), so only its user-visible result can equal native.
+    None when the comparison means nothing: a technique whose guest kernel is another binary
+    (paravirt's, built with ``PARAVIRT=1``: ``needs.same_kernel_as_native`` is False) can equal
+    native only in its user-visible result.
     """
-    if result.technique == "paravirt":
+    if not monitor_class(result.technique).needs.same_kernel_as_native:
         return None
     return result.state_digest == baseline.state_digest
 
@@ -56,8 +62,8 @@ class TechniqueExplorer(WorkloadExplorer, widgets.VBox):
                  techniques=None):
         super().__init__()
         from ..guest import WORKLOADS
-        names = [t for t in (techniques or available_techniques()) if t != "native"] or \
-            ["native"]
+        names = [t for t in (techniques or available_techniques())
+                 if t != experiments.BASELINE] or [experiments.BASELINE]
         self._quiet = False
         self.workload = widgets.Dropdown(options=list(WORKLOADS), value=workload,
                                          description="Workload")
@@ -87,7 +93,7 @@ class TechniqueExplorer(WorkloadExplorer, widgets.VBox):
         w, t, c = self.workload.value, self.technique.value, self.count.value
         strict = self.strict.value
         return (run_setting(w, t, c, strict, self.cpu.value),
-                run_setting(w, "native", c, strict, self.cpu.value))
+                run_setting(w, experiments.BASELINE, c, strict, self.cpu.value))
 
     def _show(self) -> None:
         r, n = self.result, self.baseline
@@ -109,9 +115,6 @@ class TechniqueExplorer(WorkloadExplorer, widgets.VBox):
                               f"{r.cycles / max(n.cycles, 1):.2f}x native; {verdict}{notes}")
         self.message.value = ""
 
-    def _refuse(self, text: str) -> None:
-        self.message.value = refusal_html(text)
-
     def set(self, **settings) -> bool:
         """Change settings from code (workload, technique, cpu, strict, count).  A bad value is
         refused with a visible message and nothing changes; returns True when applied."""
@@ -127,30 +130,10 @@ class TechniqueExplorer(WorkloadExplorer, widgets.VBox):
                                 f"got {value!r}")
             elif name == "strict" and not isinstance(value, bool):
                 problems.append(f"strict must be True or False, got {value!r}")
-            elif name == "count":
-                limit = count_limit(settings.get("workload", self.workload.value)
-                                    if settings.get("workload") in self.workload.options
-                                    else self.workload.value)
-                if isinstance(value, bool) or not isinstance(value, int) or \
-                        not 1 <= value <= limit:
-                    problems.append(f"count must be an integer from 1 to {limit} for this "
-                                    f"workload, got {value!r}")
-        if problems:
-            self._refuse("; ".join(problems))
-            return False
-        self._quiet = True
-        try:
-            for name in ("workload", "technique", "cpu", "strict", "count"):
-                if name in settings:
-                    if name == "workload":
-                        self.workload.value = settings[name]
-                        self._on_change({"owner": self.workload})
-                    else:
-                        controls[name].value = settings[name]
-        finally:
-            self._quiet = False
-        self.refresh()
-        return True
+            elif name == "count" and count_problem(settings, self.workload):
+                problems.append(count_problem(settings, self.workload))
+        return apply_settings(self, problems, lambda: self._set_workload_first(
+            settings, controls, ("technique", "cpu", "strict", "count")))
 
 
 def technique_explorer(workload: str = "syscall", technique: Optional[str] = None,

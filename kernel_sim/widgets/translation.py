@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import bisect
 import html
-from functools import lru_cache
 
 import ipywidgets as widgets
 
+from .. import experiments
 from ..viz.translation import block_rows, block_table_html
 from .base import refusal_html
 
@@ -27,16 +27,11 @@ from .base import refusal_html
 VIEWER_COUNT = 20
 
 
-@lru_cache(maxsize=16)
 def translated_run(workload: str):
-    """A :class:`BinaryTranslation` monitor that has run ``workload`` (cached per workload)."""
-    from ..guest import WORKLOADS, build_guest
-    from ..monitors.binary_translation import BinaryTranslation
-    if workload not in WORKLOADS:
-        raise ValueError(f"unknown workload {workload!r}; known: {', '.join(WORKLOADS)}")
-    monitor = BinaryTranslation(build_guest(workload, count=VIEWER_COUNT))
-    monitor.run()
-    return monitor
+    """A :class:`BinaryTranslation` monitor that has run ``workload`` (cached per workload by
+    :func:`kernel_sim.experiments.monitor_of`)."""
+    return experiments.monitor_of(experiments.Config(workload, "binary_translation",
+                                                     count=VIEWER_COUNT))
 
 
 def block_label(kernel, pc: int) -> str:

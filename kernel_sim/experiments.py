@@ -1,0 +1,566 @@
+"""Experiments: one cached way to run a workload under a configuration and get its results.
+
+Every figure, dashboard, exercise check, lesson and the CLI's ``compare`` asks this module for
+runs; none of them builds a guest or calls a monitor itself (DESIGN.md §2: viz, widgets and
+exercises "read results, never run kernels themselves").
+
+Design
+------
+* **One configuration object.**  :class:`Config` is a frozen, hashable dataclass naming
+  everything a run depends on: the workload and its loop count, the technique, the CPU preset,
+  the ISA strictness asked for, the guest machine (TLB size, page-table levels), the instruction
+  budget, the monitor's settings (``knobs``, e.g. ``{"vpid": False}`` or
+  ``{"controls": {"cr3_load_exiting": True}}``) and the guest image's settings (``guest``, e.g.
+  paravirt's ``{"batch": 16}``).  Mappings are frozen into :class:`Settings` (sorted, hashable;
+  a setting whose value is None means "the default" and is dropped), so two configurations that
+  mean the same run are equal.
+* **Reserved fields.**  ``io_mode`` (I/O virtualization: emulated device, paravirtual queue,
+  passthrough), ``vmm_model`` (hypervisor / host / hybrid), ``instances`` (domains on one host)
+  and ``isolation`` (containers: namespaces and cgroups) belong to the next issues (DESIGN.md
+  §3c).  They default to None (``instances`` to 1) and a configuration that sets one is refused
+  with a ValueError that says so, until the feature exists.
+* **The technique decides, not the caller.**  :func:`normalize` asks the technique's monitor
+  class (:func:`kernel_sim.monitors.monitor_class`): the guest build it runs
+  (``guest_options``: plain or ``PARAVIRT=1``, and which guest knobs it takes), the ISA it runs
+  on (``strict_for``: only a technique whose ``needs.strict_isa`` is ``"choice"`` honours
+  ``strict=True``), whether the CPU preset can run it (``refusal``: a
+  :class:`~kernel_sim.monitors.MonitorError` with the monitor's own message) and which settings
+  its constructor takes (:func:`monitor_settings`).  The normalized configuration -- loop count
+  filled in, strictness resolved -- is the cache key, so ``count=None`` and the workload's
+  default count share one run.  No module outside ``kernel_sim/monitors`` tests a technique's
+  name (a test walks the source); they ask :func:`monitor_settings`,
+  :func:`records_exit_timeline` or the monitor class instead.
+* **One cache, bounded in bytes.**  Results (and, for :func:`monitor_of`, the monitor that
+  ran) live in one least-recently-used cache keyed by the normalized configuration.  Each entry's
+  size is estimated by walking the objects it holds (NumPy arrays by ``nbytes``, strings, lists,
+  dicts, dataclasses; long lists are sampled) and the total stays at or below
+  :data:`DEFAULT_CACHE_BYTES` (256 MiB; change it with :func:`set_cache_limit`): inserting
+  evicts the least recently used entries first, and an entry larger than the whole bound is
+  returned without being kept.  A typical result is a few kilobytes; a hardware-assist result
+  with a long exit timeline a few megabytes; a kept monitor holds its host memory (about
+  4 MiB).  :func:`cache_info` reports hits, misses, runs, evictions, entries and bytes;
+  :func:`clear_cache` empties it.
+* **Programs that are not course workloads** (the Popek-Goldberg demonstration kernels, the
+  CLI's ``run FILE.s --technique``) go through :func:`run_image`, which takes a ready image and
+  a key (default: a digest of the image's memory, disk and entry) and uses the same cache.  Such
+  a program runs on exactly the ISA asked for: for a hand-written program the ISA itself is the
+  experiment (native on the strict ISA traps a ring-3 CLI that the default ISA ignores).
+
+Example::
+
+    from kernel_sim import experiments as ex
+    r = ex.run(ex.Config("syscall", "trap_emulate", count=100, strict=True))
+    r is ex.result_of("syscall", "trap_emulate", count=100, strict=True)     # cached: True
+    ex.per_operation("syscall", "trap_emulate")      # events of ONE getpid call
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Optional
+
+import numpy as np
+
+from .monitors import MonitorError, monitor_class
+from .monitors.base import DEFAULT_BUDGET, GUEST_LEVELS, GUEST_TLB, Monitor
+
+__all__ = ["Config", "Settings", "run", "result_of", "monitor_of", "run_image", "image_of",
+           "normalize", "cache_info", "clear_cache", "set_cache_limit", "estimate_bytes",
+           "CacheInfo", "DEFAULT_CACHE_BYTES", "BASELINE", "RESERVED", "OPERATION_COUNTS",
+           "monitor_settings", "settings_for", "takes_guest_knob", "records_exit_timeline",
+           "default_strict", "per_operation", "cycles_per_operation", "slowdown",
+           "event_total", "MonitorError"]
+
+#: The technique every slowdown is measured against (the default of :attr:`Config.technique`).
+BASELINE = "native"
+#: The cache's default bound: the estimated bytes of everything it keeps.
+DEFAULT_CACHE_BYTES = 256 << 20
+#: Loop counts of the two runs :func:`per_operation` and :func:`cycles_per_operation` subtract.
+OPERATION_COUNTS = (20, 40)
+
+#: Fields reserved for the next issues: name -> (the only value accepted today, what it is for)
+RESERVED: dict[str, tuple[Any, str]] = {
+    "io_mode": (None, "I/O virtualization (emulated device, paravirtual queue, passthrough "
+                      "with an IOMMU)"),
+    "vmm_model": (None, "the three VMM models (hypervisor, host, hybrid)"),
+    "instances": (1, "several domains on one host"),
+    "isolation": (None, "containers (namespaces and cgroups)"),
+}
+
+
+# ---- settings: hashable mappings -------------------------------------------------------------
+def _freeze(value):
+    if isinstance(value, Settings):
+        return value
+    if isinstance(value, Mapping):
+        return Settings(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, (set, frozenset)):
+        return frozenset(_freeze(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    try:
+        hash(value)
+    except TypeError:
+        raise TypeError(f"a setting must be a number, a string, a bool or a mapping/sequence of "
+                        f"them, got {type(value).__name__} {value!r}") from None
+    return value
+
+
+def _thaw(value):
+    if isinstance(value, Settings):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_thaw(v) for v in value)
+    return value
+
+
+class Settings(Mapping):
+    """An immutable, hashable mapping of setting name -> value (nested mappings frozen too).
+
+    Built from a mapping or from (name, value) pairs; entries whose value is None are dropped
+    (None means "the technique's default").  ``settings.thaw()`` gives plain dicts back.
+    """
+
+    __slots__ = ("_items", "_hash")
+
+    def __init__(self, items=()):
+        pairs = items.items() if isinstance(items, Mapping) else items
+        frozen = {}
+        for key, value in pairs:
+            if not isinstance(key, str):
+                raise TypeError(f"setting names must be strings, got {key!r}")
+            if value is not None:
+                frozen[key] = _freeze(value)
+        self._items = tuple(sorted(frozen.items()))
+        self._hash = hash(self._items)
+
+    def __getitem__(self, key):
+        for k, v in self._items:
+            if k == key:
+                return v
+        raise KeyError(key)
+
+    def __iter__(self):
+        return (k for k, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, Settings):
+            return self._items == other._items
+        return isinstance(other, Mapping) and dict(self.items()) == dict(other.items())
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in self._items) + "}"
+
+    def thaw(self) -> dict:
+        """Plain (nested) dicts, as a monitor's constructor wants them."""
+        return _thaw(self)
+
+
+# ---- the configuration ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Config:
+    """Everything one run depends on (frozen, hashable: the cache's key once normalized).
+
+    ``workload``: a key of :data:`kernel_sim.guest.WORKLOADS`.  ``technique``: a name of
+    :data:`kernel_sim.monitors.TECHNIQUE_ORDER`.  ``cpu``: a CPU preset of
+    :data:`kernel_sim.costs.CPU_PRESETS`.  ``count``: the workload's loop count (None: its
+    default).  ``strict``: the strict ISA *asked for* (the technique decides, see
+    :func:`normalize`).  ``knobs``: the monitor's own settings (``vpid``, ``controls``,
+    ``ept_levels``, ``mode``, ``cache_size``, ``max_roots``, ...).  ``guest``: settings of the
+    guest image the technique declares (``batch`` for paravirt).  ``tlb_size``, ``levels``: the
+    guest machine.  ``budget``: the most guest instructions the run may execute.
+
+    Reserved, refused until implemented: ``io_mode``, ``vmm_model``, ``instances`` (must be 1),
+    ``isolation`` (see :data:`RESERVED`).
+    """
+
+    workload: str
+    technique: str = BASELINE
+    cpu: str = "modern"
+    count: Optional[int] = None
+    strict: bool = False
+    knobs: Settings = Settings()
+    guest: Settings = Settings()
+    tlb_size: int = GUEST_TLB
+    levels: int = GUEST_LEVELS
+    budget: int = DEFAULT_BUDGET
+    io_mode: Optional[str] = None
+    vmm_model: Optional[str] = None
+    instances: int = 1
+    isolation: Optional[str] = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "knobs", Settings(self.knobs or ()))
+        object.__setattr__(self, "guest", Settings(self.guest or ()))
+        if not isinstance(self.strict, (bool, np.bool_)):
+            raise TypeError(f"strict must be True or False, got {self.strict!r}")
+        object.__setattr__(self, "strict", bool(self.strict))
+        for name, (allowed, purpose) in RESERVED.items():
+            value = getattr(self, name)
+            if value != allowed:
+                raise ValueError(f"{name}={value!r}: this field is reserved for {purpose} and "
+                                 f"not implemented yet (leave it at {allowed!r})")
+
+    def replace(self, **changes) -> "Config":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+#: Settings that are fields of :class:`Config`, not knobs.
+_FIELDS_NOT_KNOBS = ("cpu", "strict", "levels", "tlb_size")
+
+
+def monitor_settings(technique: str) -> frozenset:
+    """The settings a technique's monitor takes as knobs: the keyword parameters of its
+    constructor and its base classes' (read from the class, so a new setting needs no list
+    here), without those that are :class:`Config` fields (cpu, strict, levels, tlb_size)."""
+    cls = monitor_class(technique)
+    names = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or not issubclass(klass, Monitor):
+            continue
+        for p in list(inspect.signature(init).parameters.values())[2:]:
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+                names.add(p.name)
+    return frozenset(names - set(_FIELDS_NOT_KNOBS))
+
+
+def settings_for(technique: str, **knobs) -> dict:
+    """Only the ``knobs`` the technique's monitor takes (a figure that sweeps a knob over
+    several techniques passes it to each; the ones without it run without it)."""
+    accepted = monitor_settings(technique)
+    return {k: v for k, v in knobs.items() if k in accepted}
+
+
+def takes_guest_knob(technique: str, knob: str) -> bool:
+    """Does the technique's guest image take ``knob`` (paravirt: ``batch``)?"""
+    return knob in monitor_class(technique).needs.guest_knobs
+
+
+def records_exit_timeline(technique: str) -> bool:
+    """Is the technique's monitor a VMCS-based one, whose every monitor event is a VM exit
+    recorded on the exit timeline?  (Answered from its settings: it takes VMCS ``controls``.)"""
+    return "controls" in monitor_settings(technique)
+
+
+def default_strict(technique: str) -> bool:
+    """The ISA the course runs a technique on unless told otherwise: the strict one wherever the
+    technique lets the learner choose (trap-and-emulate is not equivalent without it)."""
+    return monitor_class(technique).strict_for(True)
+
+
+def _check_budget(budget) -> int:
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        raise ValueError(f"budget must be a positive number of instructions, got {budget!r}")
+    return int(budget)
+
+
+def _normalize_run(config: Config) -> Config:
+    """What every configuration needs, course workload or program: known technique, settings
+    the monitor takes, a CPU preset it can run on."""
+    cls = monitor_class(config.technique)          # ValueError for an unknown technique
+    accepted = monitor_settings(config.technique)
+    for name in config.knobs:
+        if name in _FIELDS_NOT_KNOBS:
+            raise ValueError(f"{name} is a field of the configuration, not a knob: "
+                             f"Config(..., {name}=...)")
+        if name not in accepted:
+            raise ValueError(f"{name} does not apply to {config.technique}; its settings: "
+                             f"{', '.join(sorted(accepted)) or '(none)'}")
+    refused = cls.refusal(config.cpu, **config.knobs.thaw())
+    if refused:
+        raise MonitorError(refused)
+    _check_budget(config.budget)
+    return config
+
+
+def normalize(config: Config) -> Config:
+    """The configuration as it will run (the cache key): checked, the loop count filled in, the
+    strictness the technique runs with (``strict_for``).  Raises ValueError for a bad value and
+    :class:`~kernel_sim.monitors.MonitorError` with the monitor's message for a combination it
+    refuses (``hw_ept`` on ``first-vtx``...)."""
+    from .guest import MAX_COUNT, _check_workload
+    from .machine import check_int
+    if not isinstance(config, Config):
+        raise TypeError(f"expected a Config, got {type(config).__name__}")
+    spec = _check_workload(config.workload)
+    count = spec.default_count if config.count is None else \
+        check_int("count", config.count, 1, MAX_COUNT)
+    cls = monitor_class(config.technique)
+    cls.guest_options(**config.guest.thaw())      # ValueError for a knob it does not take
+    config = _normalize_run(config)
+    strict = cls.strict_for(config.strict)
+    if (count, strict) != (config.count, config.strict):
+        config = config.replace(count=count, strict=strict)
+    return config
+
+
+def image_of(config: Config):
+    """The guest image a configuration runs (built, not cached: a few milliseconds)."""
+    from .guest import build_guest
+    config = normalize(config)
+    options = monitor_class(config.technique).guest_options(**config.guest.thaw())
+    return build_guest(config.workload, count=config.count, **options)
+
+
+# ---- the cache ------------------------------------------------------------------------------
+class CacheInfo(NamedTuple):
+    hits: int
+    misses: int
+    runs: int           #: monitors actually run (a miss that raised is not a run)
+    evictions: int
+    entries: int
+    bytes: int          #: estimated size of everything kept
+    limit: int          #: the bound on ``bytes``
+
+
+class _Cache:
+    def __init__(self, limit: int):
+        self.lock = threading.RLock()
+        self.entries: OrderedDict = OrderedDict()       # key -> (value, size)
+        self.bytes = 0
+        self.limit = limit
+        self.hits = self.misses = self.runs = self.evictions = 0
+
+    def get(self, key):
+        with self.lock:
+            item = self.entries.get(key)
+            if item is None:
+                return None
+            self.entries.move_to_end(key)
+            return item[0]
+
+    def put(self, key, value, size: int) -> None:
+        with self.lock:
+            if key in self.entries:
+                self.bytes -= self.entries.pop(key)[1]
+            if size > self.limit:
+                return                      # larger than the whole bound: not kept
+            while self.entries and self.bytes + size > self.limit:
+                _, (_, old) = self.entries.popitem(last=False)
+                self.bytes -= old
+                self.evictions += 1
+            self.entries[key] = (value, size)
+            self.bytes += size
+
+    def shrink(self) -> None:
+        with self.lock:
+            while self.entries and self.bytes > self.limit:
+                _, (_, old) = self.entries.popitem(last=False)
+                self.bytes -= old
+                self.evictions += 1
+
+
+_CACHE = _Cache(DEFAULT_CACHE_BYTES)
+
+
+def cache_info() -> CacheInfo:
+    """Hits, misses, runs, evictions, entries, estimated bytes and the bound of the cache."""
+    c = _CACHE
+    with c.lock:
+        return CacheInfo(c.hits, c.misses, c.runs, c.evictions, len(c.entries), c.bytes, c.limit)
+
+
+def clear_cache() -> None:
+    """Forget every kept run (the counters start again from zero)."""
+    with _CACHE.lock:
+        _CACHE.entries.clear()
+        _CACHE.bytes = 0
+        _CACHE.hits = _CACHE.misses = _CACHE.runs = _CACHE.evictions = 0
+
+
+def set_cache_limit(nbytes: int) -> int:
+    """Bound the cache to ``nbytes`` estimated bytes (evicting at once if needed); returns the
+    previous bound."""
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
+        raise ValueError(f"the cache limit must be a number of bytes >= 0, got {nbytes!r}")
+    with _CACHE.lock:
+        old, _CACHE.limit = _CACHE.limit, nbytes
+        _CACHE.shrink()
+    return old
+
+
+_ATOMS = (int, float, complex, bool, type(None), str, bytes, bytearray)
+_SAMPLE = 64
+
+
+def estimate_bytes(obj, _seen: Optional[set] = None, _depth: int = 0) -> int:
+    """Estimated memory held by ``obj``: NumPy arrays by ``nbytes``, containers, dataclasses
+    and plain objects by their parts (each object once; lists longer than 64 items estimated
+    from a sample).  Modules, classes and functions count as nothing (they are shared)."""
+    seen = set() if _seen is None else _seen
+    if id(obj) in seen or _depth > 12:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, _ATOMS):
+        return sys.getsizeof(obj)
+    if isinstance(obj, np.ndarray):
+        base = obj if obj.base is None else obj.base
+        if base is not obj and id(base) in seen:
+            return 64
+        seen.add(id(base))
+        return 112 + int(obj.nbytes)
+    if inspect.ismodule(obj) or callable(obj):      # classes, functions, jitted kernels
+        return 0
+    size = sys.getsizeof(obj, 64)
+    d = _depth + 1
+    if isinstance(obj, Mapping):
+        return size + sum(estimate_bytes(k, seen, d) + estimate_bytes(v, seen, d)
+                          for k, v in obj.items())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        items = list(obj)
+        if len(items) > _SAMPLE:
+            step = len(items) // _SAMPLE
+            sample = items[::step][:_SAMPLE]
+            part = sum(estimate_bytes(x, set(seen), d) for x in sample)
+            return size + part * len(items) // len(sample)
+        return size + sum(estimate_bytes(x, seen, d) for x in items)
+    parts = getattr(obj, "__dict__", None)
+    if parts is not None:
+        size += estimate_bytes(parts, seen, d)
+    for slot in getattr(type(obj), "__slots__", ()):
+        if isinstance(slot, str) and hasattr(obj, slot):
+            size += estimate_bytes(getattr(obj, slot), seen, d)
+    return size
+
+
+def _cached(key, make):
+    """``make()`` once per key: returns ``(value, ran)``; the value is kept in the cache."""
+    value = _CACHE.get(key)
+    with _CACHE.lock:
+        if value is not None:
+            _CACHE.hits += 1
+            return value
+        _CACHE.misses += 1
+    value = make()
+    with _CACHE.lock:
+        _CACHE.runs += 1
+    _CACHE.put(key, value, estimate_bytes(value))
+    return value
+
+
+def _execute(config: Config, image):
+    """Build the monitor for an already-normalized configuration, run it: (monitor, result)."""
+    cls = monitor_class(config.technique)
+    monitor = cls(image, cpu=config.cpu, strict=config.strict, levels=config.levels,
+                  tlb_size=config.tlb_size, **config.knobs.thaw())
+    return monitor, monitor.run(config.budget)
+
+
+# ---- the entry points ------------------------------------------------------------------------
+def run(config: Config):
+    """The :class:`~kernel_sim.results.TechniqueResult` of ``config`` (run once, then cached:
+    the same configuration returns the same object)."""
+    key = normalize(config)
+    kept = _CACHE.get(("monitor", key))
+    if kept is not None:
+        with _CACHE.lock:
+            _CACHE.hits += 1
+        return kept[1]
+    return _cached(("result", key), lambda: _execute(key, image_of(key))[1])
+
+
+def result_of(workload: str, technique: str = BASELINE, **fields):
+    """``run(Config(workload, technique, **fields))``; ``knobs`` and ``guest`` may be dicts."""
+    return run(Config(workload, technique, **fields))
+
+
+def monitor_of(config: Config):
+    """The monitor that ran ``config`` (cached like :func:`run`), for what only the monitor
+    holds: a translation cache to disassemble, the nested table's pages...  The result is
+    ``monitor_of(config).result()`` and equals :func:`run`'s."""
+    key = normalize(config)
+    return _cached(("monitor", key), lambda: _execute(key, image_of(key)))[0]
+
+
+def _image_digest(image) -> str:
+    h = hashlib.sha1()
+    for part in (np.ascontiguousarray(image.ram), np.ascontiguousarray(image.disk)):
+        h.update(part.tobytes())
+    h.update(repr((int(image.entry), int(image.ram_size), int(image.disk_sectors),
+                   bool(getattr(image, "paravirt", False)))).encode())
+    return h.hexdigest()
+
+
+def run_image(image, technique: str = BASELINE, *, key=None, **fields):
+    """Run a ready guest image -- a program that is not a course workload -- and cache its
+    result like :func:`run`.  ``key`` names the image (hashable; default: a digest of its
+    memory, disk and entry point); ``fields`` are those of :class:`Config` except ``workload``,
+    ``count`` and ``guest`` (the image is already built).  The ISA is exactly ``strict``: for a
+    hand-written program the ISA is the experiment."""
+    for name in ("workload", "count", "guest"):
+        if name in fields:
+            raise ValueError(f"{name} belongs to course workloads; an image is already built")
+    config = _normalize_run(Config("(image)", technique, **fields))
+    ident = ("image", _image_digest(image) if key is None else key, config)
+    return _cached(ident, lambda: _execute(config, image)[1])
+
+
+# ---- reading results: numbers the course shows ------------------------------------------------
+def event_total(result, prefix: str = "") -> int:
+    """The monitor events of a result whose reason starts with ``prefix`` (all: ``""``)."""
+    return int(sum(v for k, v in result.monitor_events.items() if k.startswith(prefix)))
+
+
+def slowdown(result, baseline) -> float:
+    """Simulated cycles of ``result`` divided by those of ``baseline`` (how many times slower)."""
+    if baseline.cycles <= 0:
+        raise ValueError("the baseline ran no cycles: there is nothing to compare with")
+    return result.cycles / baseline.cycles
+
+
+def _check_counts(counts) -> tuple[int, int]:
+    lo, hi = counts
+    if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo < hi):
+        raise ValueError(f"counts must be two loop counts 1 <= lo < hi, got {counts!r}")
+    return lo, hi
+
+
+def _pair(workload, technique, counts, strict, fields):
+    lo, hi = _check_counts(counts)
+    strict = default_strict(technique) if strict is None else bool(strict)
+    return lo, hi, [result_of(workload, technique, count=c, strict=strict, **fields)
+                    for c in (lo, hi)]
+
+
+def per_operation(workload: str, technique: str, strict: Optional[bool] = None,
+                  counts: tuple[int, int] = OPERATION_COUNTS, **fields) -> dict[str, float]:
+    """Monitor events per iteration of ``workload``'s loop, by reason (non-zero ones only).
+
+    The workload runs twice, with the loop counts ``counts = (lo, hi)``; the difference of every
+    event count is divided by ``hi - lo``, so what boot and shutdown cost cancels out.  Values
+    are rounded to two decimals.  ``strict`` None: :func:`default_strict`; ``fields`` are
+    :class:`Config` fields (``cpu``, ``knobs``...).
+    """
+    lo, hi, (a, b) = _pair(workload, technique, counts, strict, fields)
+    a, b = a.monitor_events, b.monitor_events
+    out = {}
+    for reason in sorted(set(a) | set(b)):
+        value = round((b.get(reason, 0) - a.get(reason, 0)) / (hi - lo), 2)
+        if value:
+            out[reason] = value
+    return out
+
+
+def cycles_per_operation(workload: str, technique: str,
+                         counts: tuple[int, int] = OPERATION_COUNTS,
+                         strict: Optional[bool] = None, **fields) -> float:
+    """Simulated cycles of one iteration of ``workload``'s loop under ``technique``: the
+    difference of two runs with loop counts ``counts = (lo, hi)``, divided by ``hi - lo``."""
+    lo, hi, (a, b) = _pair(workload, technique, counts, strict, fields)
+    return (b.cycles - a.cycles) / (hi - lo)
