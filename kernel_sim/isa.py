@@ -305,6 +305,35 @@ ASID_MASK = 0xFFF
 SYSCALLS = tuple((c.number, c.name, c.args) for c in _abi.SYSCALL_TABLE)
 
 
+#: The architecture's constants a program for this machine may name, in the order the generated
+#: assembly include ``guests/machine.s`` lists them (``python -m kernel_sim.tools.generate``).
+ASSEMBLY_CONSTANTS = (
+    ("paging", ("PAGE_SHIFT", "PAGE_SIZE", "LEVEL_BITS", "PTE_P", "PTE_W", "PTE_U", "PTE_A",
+                "PTE_D", "PTE_FRAME_MASK")),
+    ("page-fault error code bits", ("PF_PRESENT", "PF_WRITE", "PF_USER", "PF_FETCH")),
+    ("flags word (PUSHF / POPF, trap frames)", ("FLAG_IF",)),
+    ("trap vectors", ("VEC_DE", "VEC_UD", "VEC_GP", "VEC_PF", "VEC_TIMER", "VEC_SYSCALL",
+                      "NUM_VECTORS")),
+)
+
+
+def assembly_include() -> str:
+    """The text of ``guests/machine.s``: the machine's architectural constants (page size, PTE
+    and error-code bits, the interrupt flag, trap vectors) for assembly programs, so that a
+    guest kernel names them instead of copying numbers from this module."""
+    g = globals()
+    lines = ["; machine.s -- the toy machine's architectural constants, for assembly programs.",
+             "; generated from kernel_sim/isa.py by `python -m kernel_sim.tools.generate`:",
+             "; DO NOT EDIT.  Change kernel_sim/isa.py and run the generator again."]
+    for title, names in ASSEMBLY_CONSTANTS:
+        lines += ["", f"; ---- {title}"]
+        for name in names:
+            value = g[name]
+            shown = f"0x{value:X}" if value > 0xFFFF or name == "FLAG_IF" else str(value)
+            lines.append(f"{name:<17} = {shown}")
+    return "\n".join(lines) + "\n"
+
+
 def sign16(v: int) -> int:
     """Sign-extend a 16-bit field."""
     v &= 0xFFFF

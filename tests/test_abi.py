@@ -75,6 +75,22 @@ def test_no_guest_source_defines_an_abi_constant_by_hand():
                 assert not re.match(r"(SYS|HC|BI|SI)_", m.group(1)), f"{path.name}:{n}"
 
 
+def test_no_guest_kernel_source_copies_a_machine_constant():
+    """PAGE_SIZE, PTE_*, VEC_* ... come from the generated machine.s (kernel_sim/isa.py)."""
+    names = {n for _, group in isa.ASSEMBLY_CONSTANTS for n in group}
+    assert {"PAGE_SIZE", "PTE_W", "VEC_PF", "FLAG_IF"} <= names
+    kernel = [GUEST_DIR / "kernel.s", *sorted((GUEST_DIR / "kernel").glob("*.s")),
+              *sorted((GUEST_DIR / "user").glob("*.s"))]
+    for path in kernel:
+        for n, line in enumerate(path.read_text().split("\n"), 1):
+            m = re.match(r"\s*(?:\.equ\s+)?([A-Za-z_]\w*)\s*(?:=|,)", line)
+            assert not (m and m.group(1) in names), f"{path.name}:{n} defines {m.group(1)}"
+    text = (GUEST_DIR / "machine.s").read_text()
+    for name in names:                       # and the include gives each its isa.py value
+        m = re.search(rf"^{name}\s*=\s*(\S+)", text, re.M)
+        assert m and int(m.group(1), 0) == getattr(isa, name), name
+
+
 def test_the_old_python_names_are_the_abi_s_objects():
     """An import is not a copy: every old name is the very object abi.py defines."""
     assert isa.SYSCALLS == tuple((c.number, c.name, c.args) for c in abi.SYSCALL_TABLE)

@@ -70,6 +70,7 @@
 
 ; The kernel, xv6-style, one file per subsystem.  The order matters: the parts are assembled
 ; one after the other, so it is also the order of the code in memory.
+.include "machine.s"              ; the machine's constants (generated from kernel_sim/isa.py)
 .include "abi.s"                  ; the guest ABI (generated from kernel_sim/abi.py)
 .include "kernel/param.s"         ; 1. Constants
 .include "kernel/macros.s"        ; 2. Macros

@@ -12,6 +12,8 @@ file                             generated from
 ===============================  ================================================================
 ``kernel_sim/guests/abi.s``      :func:`kernel_sim.abi.assembly_include` -- the guest ABI's
                                  constants for the kernel and the user programs
+``kernel_sim/guests/machine.s``  :func:`kernel_sim.isa.assembly_include` -- the machine's
+                                 architectural constants (pages, PTE bits, vectors)
 ``course/isa_reference.md``      :func:`kernel_sim.tools.isa_reference.isa_reference_markdown`
                                  (only in a source checkout, where ``course/`` exists)
 ===============================  ================================================================
@@ -25,15 +27,17 @@ from typing import Callable, Dict
 
 PACKAGE = Path(__file__).resolve().parent.parent
 ABI_INCLUDE = PACKAGE / "guests" / "abi.s"
+MACHINE_INCLUDE = PACKAGE / "guests" / "machine.s"
 ISA_REFERENCE = PACKAGE.parent / "course" / "isa_reference.md"
 
 
 def generated_files() -> Dict[Path, Callable[[], str]]:
     """Every generated file -> the function that makes its text."""
-    from ..abi import assembly_include
+    from .. import abi, isa
     from .isa_reference import isa_reference_markdown
 
-    files: Dict[Path, Callable[[], str]] = {ABI_INCLUDE: assembly_include}
+    files: Dict[Path, Callable[[], str]] = {ABI_INCLUDE: abi.assembly_include,
+                                            MACHINE_INCLUDE: isa.assembly_include}
     if ISA_REFERENCE.parent.is_dir():
         files[ISA_REFERENCE] = lambda: isa_reference_markdown().rstrip("\n") + "\n"
     return files

@@ -4,21 +4,8 @@
 ; 1. Constants
 ; ============================================================================================
 
-; machine
-PAGE_SIZE       = 4096
-PTE_P           = 1
-PTE_W           = 2
-PTE_U           = 4
+; machine (PAGE_SIZE, PTE_*, PF_*, FLAG_IF, VEC_*, NUM_VECTORS are in machine.s)
 USER_PTE        = PTE_P | PTE_W | PTE_U
-PF_PRESENT      = 1
-FLAG_IF         = 0x200
-VEC_DE          = 0
-VEC_UD          = 6
-VEC_GP          = 13
-VEC_PF          = 14
-VEC_TIMER       = 32
-VEC_SYSCALL     = 0x80
-NUM_VECTORS     = 256
 MAX_RAM         = 0x400000          ; one kernel page table identity-maps at most 4 MiB
 MAX_FRAMES      = MAX_RAM / PAGE_SIZE
 
