@@ -125,7 +125,7 @@ from .translator import (
     TranslationCache,
     TranslationCacheFull,
 )
-from .trap_emulate import _REFLECT, MONITOR_TVB, TrapEmulate
+from .trap_emulate import _REFLECT, TrapEmulate
 from .vcpu import (
     ACC_FETCH,
     ACC_READ,
@@ -171,6 +171,17 @@ class BinaryTranslation(TrapEmulate):
     description = ("guest kernel code translated into a translation cache (sensitive "
                    "instructions become callouts); user code runs directly; shadow page tables")
 
+    @classmethod
+    def refusal(cls, cpu: str = "modern", **settings):
+        """Also refuses page tables of other than 2 levels: the translation cache is mapped
+        by one monitor-owned 2-level page table."""
+        refused = super().refusal(cpu, **settings)
+        levels = settings.get("levels")
+        if refused is None and levels is not None and levels != 2:
+            refused = (f"binary_translation maps its translation cache with 2-level page "
+                       f"tables; levels={levels!r} is not supported")
+        return refused
+
     def __init__(self, image, *, tc_bytes: int = MAX_TC_BYTES, adaptive_after: int = 3,
                  **settings):
         super().__init__(image, **settings)
@@ -178,9 +189,6 @@ class BinaryTranslation(TrapEmulate):
                        ("adaptive_after", adaptive_after, 0, 10 ** 9))
         if tc_bytes % PAGE:
             raise ValueError(f"tc_bytes must be a multiple of {PAGE}")
-        if self.levels != 2:
-            raise MonitorError("binary_translation maps its translation cache with 2-level "
-                               f"page tables; levels={self.levels!r} is not supported")
         self.tc_bytes = int(tc_bytes)
         self.adaptive_after = int(adaptive_after)
 
@@ -189,9 +197,9 @@ class BinaryTranslation(TrapEmulate):
         super()._boot()
         h = self.host
         # the cache and the one page table that maps it: the top of the allocator's range
-        self.tc_table = MONITOR_TVB - PAGE
+        self.tc_table = self.monitor_tvb - PAGE
         self.tc_base = self.tc_table - self.tc_bytes
-        reserved = set(range(self.tc_base, MONITOR_TVB, PAGE))
+        reserved = set(range(self.tc_base, self.monitor_tvb, PAGE))
         if reserved & self.allocator.ever_used:
             raise MonitorError("the translation cache overlaps the shadow tables")
         self.allocator.free_list = [f for f in self.allocator.free_list if f not in reserved]
