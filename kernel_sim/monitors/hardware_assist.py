@@ -189,7 +189,8 @@ class HardwareAssist(Monitor):
         for name, on in (settings.get("controls") or {}).items():
             if refused is None and name in REQUIRED_CONTROLS.get(cls.name, ()) and \
                     isinstance(on, (bool, np.bool_)) and not on:
-                refused = f"{cls.name} requires {name}: without it the monitor {_WHY_REQUIRED[name]}"
+                refused = (f"{cls.name} requires {name}: without it the monitor "
+                           f"{_WHY_REQUIRED[name]}")
         return refused
 
     def __init__(self, image, *, vpid: Optional[bool] = None,

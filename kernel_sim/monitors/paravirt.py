@@ -746,8 +746,9 @@ class Paravirt(Monitor):
         try:
             _, pc, cpl, flags, old_sp = (self._read_va(sp + 4 * k) for k in range(5))
         except _Refused as why:
-            raise Stop(STOP_TRIPLE_FAULT, isa.VEC_GP, note=f"iret/sysret with an unreadable "
-                                                           f"frame at sp 0x{sp:08x}: {why}") from None
+            raise Stop(STOP_TRIPLE_FAULT, isa.VEC_GP,
+                       note=f"iret/sysret with an unreadable frame at sp 0x{sp:08x}: "
+                            f"{why}") from None
         if sysret:
             cpl, flags = 3, isa.FLAG_IF
             h.counters[EV_SYSRET] += 1

@@ -635,5 +635,6 @@ def is_emulated(op: int, strict: bool) -> bool:
     return op in PRIVILEGED_OPS or (strict and op in SENSITIVE_OPS)
 
 
-__all__ = ["VirtualCPU", "TrapDelivery", "Stop", "MAX_DELIVERIES", "BUS_ERROR", "ACC_READ", "ACC_WRITE", "ACC_FETCH",
+__all__ = ["VirtualCPU", "TrapDelivery", "Stop", "MAX_DELIVERIES", "BUS_ERROR", "ACC_READ",
+           "ACC_WRITE", "ACC_FETCH",
            "PRIVILEGED_OPS", "SENSITIVE_OPS", "MNEMONIC", "is_emulated"]
