@@ -10,11 +10,18 @@ shape::
 
     class TrapEmulate(Monitor):
         name = "trap_emulate"
+        needs = Needs(strict_isa="choice")   # what it needs: guest build, CPU features, ...
         def _boot(self): ...            # place the guest, build the monitor's own state
         def _run(self, budget): ...     # run until the guest halts or the budget is spent
         def view(self): ...             # the guest's state as the guest would see it
+        def guest_counters(self): ...   # the guest's events, as a bare machine counts them
+        def cpu_cycles(self): ...       # the cycles the CPU counted itself ({"guest": ...})
 
     result = TrapEmulate(image, cpu="modern", strict=True).run(count=2_000_000)
+
+:meth:`Monitor.result` makes every technique's result from those answers (one door), and
+:meth:`Monitor.refusal` answers, before anything is built, whether a technique can run a CPU
+preset, an image and a set of knobs.
 
 Host memory
 -----------
@@ -22,9 +29,12 @@ The host machine's physical memory holds the monitor's own state *and* the guest
 not at host-physical address 0: guest-physical address ``g`` lives at host-physical
 ``layout.guest_base + g``.  So guest-physical is not host-physical, and a monitor that forgot to
 translate (or a guest that escaped) would read or write the wrong memory, which the containment
-tests would see.  The monitor's region ``[0, guest_base)`` holds shadow page tables, translation
-caches and anything else the technique keeps in "hardware" memory.  The guest's disk is the
-host's disk (a virtual disk image the monitor owns).
+tests would see.  The monitor's region ``[layout.monitor_base, layout.monitor_top)`` holds
+shadow page tables, translation caches and anything else the technique keeps in "hardware"
+memory; fixed pages (a trap-vector table, the VMCS) sit at its top.  A monitor builds its own
+host (its region at 0, the guest's RAM after it, then guard bytes that belong to nobody) unless
+it is given one with an :class:`Allocation` -- how several domains share a host.  The guest's
+disk is a virtual disk the monitor owns (``monitor.disk``); the host CPU never reaches it.
 
 Events and cycles
 -----------------

@@ -11,8 +11,9 @@ arguments in r1..r3 and the result in r0 (the ABI is in :mod:`kernel_sim.guest` 
 How the monitor runs the guest
 ------------------------------
 * **Rings.**  The PV kernel runs in host ring 1 (as 32-bit Xen guests did), user code in ring 3.
-  The guest's RAM sits at machine address ``MONITOR_BYTES`` (boot info word 4 tells the kernel);
-  the monitor's region below it holds only the boot page tables.
+  The guest's RAM sits at machine address ``layout.guest_base`` (``MONITOR_BYTES`` unless the
+  monitor was given an allocation; boot info word 4 tells the kernel); the monitor's region
+  holds only the boot page tables, at its top.
 * **Every trap comes to the monitor** (the host intercepts all 256 vectors):
 
   ========================  ==================================================================
