@@ -305,6 +305,9 @@ class Needs:
     ``same_kernel_as_native``
         False when the guest kernel binary differs from native's (paravirt): then only the
         user-visible state can be compared with native, not the whole guest-OS state digest.
+    ``page_table_levels``, ``why_levels``
+        the page-table levels (the ``levels`` setting) the technique can run, and why it
+        cannot run the others (for the refusal's message).
     """
 
     guest_build: str = "plain"
@@ -312,6 +315,8 @@ class Needs:
     cpu_features: FrozenSet[str] = frozenset()
     strict_isa: str = "ignored"
     same_kernel_as_native: bool = True
+    page_table_levels: Tuple[int, ...] = (1, 2, 3, 4)
+    why_levels: str = ""
 
     def __post_init__(self):
         if self.guest_build not in GUEST_BUILDS:
@@ -384,6 +389,12 @@ class Monitor:
                 return cls._missing_feature_message(cpu, feature)
         if image is not None and image_build(image) != cls.needs.guest_build:
             return cls._wrong_build_message(image_build(image))
+        levels = settings.get("levels")
+        if levels in (1, 2, 3, 4) and levels not in cls.needs.page_table_levels:
+            allowed = " or ".join(f"{n}-level" for n in cls.needs.page_table_levels)
+            return (f"{cls.name} runs with {allowed} page tables only"
+                    f"{': ' + cls.needs.why_levels if cls.needs.why_levels else ''}; "
+                    f"levels={levels!r} is not supported")
         return None
 
     @classmethod

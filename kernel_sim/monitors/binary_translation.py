@@ -106,7 +106,6 @@ from ..state import (
     C_TICKS,
     C_TIMER_DEADLINE,
     C_TVB,
-    EV_INSTRUCTIONS,
     STOP_BUDGET,
     STOP_NAMES,
     STOP_TRAP_EXIT,
@@ -135,7 +134,6 @@ from .vcpu import (
     PRIVILEGED_OPS,
     SENSITIVE_OPS,
     SP,
-    Stop,
 )
 
 #: largest translation cache (every branch inside it must reach with a 16-bit word offset)
@@ -167,20 +165,10 @@ class BinaryTranslation(TrapEmulate):
     """
 
     name = "binary_translation"
-    needs = Needs()
+    needs = Needs(page_table_levels=(2,), why_levels="the translation cache is mapped by one "
+                                                     "monitor-owned 2-level page table")
     description = ("guest kernel code translated into a translation cache (sensitive "
                    "instructions become callouts); user code runs directly; shadow page tables")
-
-    @classmethod
-    def refusal(cls, cpu: str = "modern", **settings):
-        """Also refuses page tables of other than 2 levels: the translation cache is mapped
-        by one monitor-owned 2-level page table."""
-        refused = super().refusal(cpu, **settings)
-        levels = settings.get("levels")
-        if refused is None and levels is not None and levels != 2:
-            refused = (f"binary_translation maps its translation cache with 2-level page "
-                       f"tables; levels={levels!r} is not supported")
-        return refused
 
     def __init__(self, image, *, tc_bytes: int = MAX_TC_BYTES, adaptive_after: int = 3,
                  **settings):
@@ -308,63 +296,51 @@ class BinaryTranslation(TrapEmulate):
             self.count("bt:tc_invalidate", "tc_invalidate")
 
     # ---- the run loop ------------------------------------------------------------------------
-    def _run(self, budget: int) -> None:
+    def _enter_guest(self, allowed: int) -> None:
+        """Kernel code (virtual ring 0) runs from the translation cache in host ring 1; user
+        code runs as itself.  Then the trap or callout that stopped the host is handled."""
         hc, vc = self.host.ctrl, self.vcpu.ctrl
-        h0 = self.host.counters.item(EV_INSTRUCTIONS)
-        v0 = self.vcpu.counters.item(EV_INSTRUCTIONS)
         hget, vget = hc.item, vc.item
-        slice_ = self.time_slice
         tc = self.tc
-        try:
-            while True:
-                if self._inject_due_interrupt():
-                    continue
-                retired = self._retired_since(h0, v0)
-                if retired >= budget:
-                    self.stop = STOP_NAMES[STOP_BUDGET]
-                    return
-                kernel = vget(C_CPL) == 0
-                allowed = budget - retired
-                if kernel:
-                    pc = self._resume_pc()
-                    if pc < 0:
-                        continue            # the fetch faulted: delivered, look again
-                    hc[C_IF] = 1
-                else:
-                    pc = vget(C_PC)
-                    self.resume = self.pending_chain = None
-                    # user code runs as itself: what its PUSHF, POPF and RDTVB see must be the
-                    # virtual state.  The host never delivers a trap (all are intercepted), so
-                    # its TVB can be the guest's; with the virtual IF off the host timer cannot
-                    # preempt, so the run is cut to one time slice instead.
-                    hc[C_IF] = vget(C_IF)
-                    hc[C_TVB] = vget(C_TVB)
-                    if not hc[C_IF]:
-                        allowed = min(allowed, slice_)
-                reason = self._enter_host(pc, 1 if kernel else vget(C_CPL), allowed)
-                hpc = hget(C_PC)
-                if kernel:
-                    if not tc.contains(hpc):
-                        raise MonitorError(f"translated code left the cache at 0x{hpc:08x}")
-                    vc[C_PC] = self._guest_pc(hpc)
-                else:
-                    vc[C_PC] = hpc
-                if reason == STOP_TRAP_EXIT:
-                    self.exits += 1
-                    vec, err = hget(C_STOP_VECTOR), hget(C_STOP_ERROR)
-                    if kernel:
-                        self._kernel_exit(vec, err, hpc)
-                    else:
-                        self._exit(vec, err)
-                elif reason != STOP_BUDGET:
-                    raise MonitorError(f"unexpected host stop {STOP_NAMES.get(reason, reason)}")
-                elif kernel:
-                    self.resume = (self.tc_gen, hpc)
-                elif allowed < budget - retired:
-                    self._charge("monitor:preempt", None, "transitions")
-        except Stop as s:
-            self.stop = STOP_NAMES[s.reason]
-            self.stop_vector, self.stop_error = s.vector, s.error
+        kernel = vget(C_CPL) == 0
+        limit = allowed
+        if kernel:
+            pc = self._resume_pc()
+            if pc < 0:
+                return                  # the fetch faulted: delivered, look again
+            hc[C_IF] = 1
+        else:
+            pc = vget(C_PC)
+            self.resume = self.pending_chain = None
+            # user code runs as itself: what its PUSHF, POPF and RDTVB see must be the
+            # virtual state.  The host never delivers a trap (all are intercepted), so
+            # its TVB can be the guest's; with the virtual IF off the host timer cannot
+            # preempt, so the run is cut to one time slice instead.
+            hc[C_IF] = vget(C_IF)
+            hc[C_TVB] = vget(C_TVB)
+            if not hc[C_IF]:
+                limit = min(allowed, self.time_slice)
+        reason = self._enter_host(pc, 1 if kernel else vget(C_CPL), limit)
+        hpc = hget(C_PC)
+        if kernel:
+            if not tc.contains(hpc):
+                raise MonitorError(f"translated code left the cache at 0x{hpc:08x}")
+            vc[C_PC] = self._guest_pc(hpc)
+        else:
+            vc[C_PC] = hpc
+        if reason == STOP_TRAP_EXIT:
+            self.exits += 1
+            vec, err = hget(C_STOP_VECTOR), hget(C_STOP_ERROR)
+            if kernel:
+                self._kernel_exit(vec, err, hpc)
+            else:
+                self._exit(vec, err)
+        elif reason != STOP_BUDGET:
+            raise MonitorError(f"unexpected host stop {STOP_NAMES.get(reason, reason)}")
+        elif kernel:
+            self.resume = (self.tc_gen, hpc)
+        elif limit < allowed:
+            self._charge("monitor:preempt", None, "transitions")
 
     def _resume_pc(self) -> int:
         """Where the host enters translated code for the virtual pc (-1: a fetch fault)."""

@@ -168,7 +168,7 @@ from ..state import (
     STOP_UNTIL,
 )
 from .base import GuestView, Monitor, MonitorError, Needs, check_settings
-from .vcpu import Stop, TrapDelivery
+from .vcpu import PRIVILEGED_OPS, SENSITIVE_OPS, Stop, TrapDelivery
 
 #: host ticks the guest may run before the monitor takes the CPU back (a scheduling quantum;
 #: an assumption of the model, as in trap_emulate)
@@ -198,8 +198,6 @@ FRAME = isa.PTE_FRAME_MASK
 PAGE = isa.PAGE_SIZE
 P, W = isa.PTE_P, isa.PTE_W
 NONE, LEAF, DIRECTORY = -1, 0, 1         # page types of a guest frame
-PRIVILEGED_OPS = frozenset(i.opcode for i in isa.INSTRUCTIONS if i.cls == isa.PRIVILEGED)
-SENSITIVE_OPS = frozenset(i.opcode for i in isa.INSTRUCTIONS if i.cls == isa.SENSITIVE)
 _REFLECT = {v: "reflect:" + isa.VECTOR_KEYS.get(v, f"vector_{v}") for v in range(256)}
 
 
@@ -275,20 +273,11 @@ class Paravirt(Monitor):
     """
 
     name = "paravirt"
-    needs = Needs(guest_build="paravirt", guest_knobs=("batch",), same_kernel_as_native=False)
+    needs = Needs(guest_build="paravirt", guest_knobs=("batch",), same_kernel_as_native=False,
+                  page_table_levels=(2,),
+                  why_levels="the PARAVIRT kernel is built for 2-level page tables")
     description = ("modified (PARAVIRT=1) kernel in ring 1: hypercalls instead of privileged "
                    "instructions, validated page-table updates (direct paging)")
-
-    @classmethod
-    def refusal(cls, cpu: str = "modern", **settings):
-        """Also refuses page tables of other than 2 levels: the PARAVIRT kernel is built for
-        2-level tables."""
-        refused = super().refusal(cpu, **settings)
-        levels = settings.get("levels")
-        if refused is None and levels is not None and levels != 2:
-            refused = (f"the paravirt technique runs the PARAVIRT kernel, which is built for "
-                       f"2-level page tables; levels={levels!r} is not supported")
-        return refused
 
     def __init__(self, image, *, time_slice: int = DEFAULT_TIME_SLICE,
                  guard_bytes: int = PAGE, batch=None, **settings):

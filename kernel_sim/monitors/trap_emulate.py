@@ -191,10 +191,10 @@ class TrapEmulate(Monitor):
 
     # ---- the run loop ------------------------------------------------------------------------
     def _run(self, budget: int) -> None:
-        hc, vc = self.host.ctrl, self.vcpu.ctrl
+        """Inject due virtual interrupts and enter the guest until the budget is spent or the
+        guest stops; each entry is :meth:`_enter_guest` (binary translation overrides it)."""
         h0 = self.host.counters.item(EV_INSTRUCTIONS)
         v0 = self.vcpu.counters.item(EV_INSTRUCTIONS)
-        hget, vget = hc.item, vc.item          # .item(i): a plain int, cheaper than vc[i]
         try:
             while True:
                 if self._inject_due_interrupt():
@@ -203,18 +203,22 @@ class TrapEmulate(Monitor):
                 if retired >= budget:
                     self.stop = STOP_NAMES[STOP_BUDGET]
                     return
-                # enter the guest: it runs directly on the host CPU until something traps;
-                # ring compression: virtual ring 0 runs in host ring 1
-                reason = self._enter_host(vget(C_PC), vget(C_CPL) or 1, budget - retired)
-                vc[C_PC] = hget(C_PC)
-                if reason == STOP_TRAP_EXIT:
-                    self.exits += 1
-                    self._exit(hget(C_STOP_VECTOR), hget(C_STOP_ERROR))
-                elif reason != STOP_BUDGET:
-                    raise MonitorError(f"unexpected host stop {STOP_NAMES.get(reason, reason)}")
+                self._enter_guest(budget - retired)
         except Stop as s:
             self.stop = STOP_NAMES[s.reason]
             self.stop_vector, self.stop_error = s.vector, s.error
+
+    def _enter_guest(self, allowed: int) -> None:
+        """Run the guest directly for at most ``allowed`` instructions and handle the trap that
+        stopped it.  Ring compression: virtual ring 0 runs in host ring 1."""
+        hc, vc = self.host.ctrl, self.vcpu.ctrl
+        reason = self._enter_host(vc.item(C_PC), vc.item(C_CPL) or 1, allowed)
+        vc[C_PC] = hc.item(C_PC)
+        if reason == STOP_TRAP_EXIT:
+            self.exits += 1
+            self._exit(hc.item(C_STOP_VECTOR), hc.item(C_STOP_ERROR))
+        elif reason != STOP_BUDGET:
+            raise MonitorError(f"unexpected host stop {STOP_NAMES.get(reason, reason)}")
 
     def _inject_due_interrupt(self) -> bool:
         """Steps 1-2 of a native step, on the virtual CPU: when the virtual timer is due and the

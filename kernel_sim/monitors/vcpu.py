@@ -107,7 +107,7 @@ MAX_DELIVERIES = 16
 #: the instructions a deprivileged guest kernel traps on (emulated against the virtual CPU)
 PRIVILEGED_OPS = frozenset(i.opcode for i in isa.INSTRUCTIONS if i.cls == isa.PRIVILEGED)
 #: sensitive but unprivileged: they trap only on a strict machine
-SENSITIVE_OPS = frozenset((isa.OP_PUSHF, isa.OP_POPF, isa.OP_GETCPL, isa.OP_RDTVB))
+SENSITIVE_OPS = frozenset(i.opcode for i in isa.INSTRUCTIONS if i.cls == isa.SENSITIVE)
 MNEMONIC = {i.opcode: i.mnemonic.lower() for i in isa.INSTRUCTIONS}
 _CR_INDEX = dict(enumerate(CR_TO_CTRL))
 _P, _W, _U, _A, _D = isa.PTE_P, isa.PTE_W, isa.PTE_U, isa.PTE_A, isa.PTE_D
