@@ -128,12 +128,12 @@ from .trap_emulate import _REFLECT, TrapEmulate
 from .vcpu import (
     ACC_FETCH,
     ACC_READ,
-    ACC_WRITE,
     MASK32,
     MNEMONIC,
     PRIVILEGED_OPS,
     SENSITIVE_OPS,
     SP,
+    access_of,
 )
 
 #: largest translation cache (every branch inside it must reach with a 16-bit word offset)
@@ -165,6 +165,7 @@ class BinaryTranslation(TrapEmulate):
     """
 
     name = "binary_translation"
+    protected_write_event = "bt:code_write"
     needs = Needs(page_table_levels=(2,), why_levels="the translation cache is mapped by one "
                                                      "monitor-owned 2-level page table")
     description = ("guest kernel code translated into a translation cache (sensitive "
@@ -408,32 +409,15 @@ class BinaryTranslation(TrapEmulate):
         and writes to pages holding translated code."""
         if (va >> 22) == (TC_VA >> 22):
             self._reserved_fault(va, err)
-            return
-        v = self.vcpu
-        acc = ACC_WRITE if err & isa.PF_WRITE else ACC_FETCH if err & isa.PF_FETCH else ACC_READ
-        refs = v.walk_refs
-        kind, fvec, ferr = self.pager.page_fault(va, acc, int(v.ctrl[C_CPL]))
-        refs = v.walk_refs - refs
-        if kind == "hidden_fault":
-            self._charge("shadow:hidden_fault", "shadow_fill", "memory", walk_refs=refs)
-        elif kind in ("pt_write", "protected_write"):
-            name = "shadow:pt_write" if kind == "pt_write" else "bt:code_write"
-            self._charge(name, "shadow_pt_write", "memory", walk_refs=refs)
-            fault = emulate_store(v, self._fetch(pc), known_va=va, known_gpa=fvec)
-            if fault is not None:
-                v.deliver(fault[0], fault[1], pc)
         else:
-            self._charge("shadow:true_fault", "shadow_fill", "memory", walk_refs=refs)
-            self.count("shadow:true_fault", n=0, cycles=self.cost["reflect"],
-                       category="emulation")
-            v.deliver(fvec, ferr, pc)
+            super()._page_fault(va, err, pc)
 
     def _reserved_fault(self, va: int, err: int) -> None:
         """User code touched the cache's window (only a fetch can get that far): the host
         refused because the mapping is supervisor-only; the guest sees its own fault."""
         v = self.vcpu
         pc = int(v.ctrl[C_PC])
-        acc = ACC_WRITE if err & isa.PF_WRITE else ACC_FETCH if err & isa.PF_FETCH else ACC_READ
+        acc = access_of(err)
         res = v.walk(va, acc, 3)[0]
         if res >= 0:
             raise MonitorError(f"the guest maps 0x{va:08x}, in the window the monitor reserves "
@@ -449,7 +433,7 @@ class BinaryTranslation(TrapEmulate):
                                f"mapping is missing from the active shadow")
         v = self.vcpu
         pc = int(v.ctrl[C_PC])
-        acc = ACC_WRITE if err & isa.PF_WRITE else ACC_FETCH if err & isa.PF_FETCH else ACC_READ
+        acc = access_of(err)
         refs = v.walk_refs
         kind, gpa, ferr = self.pager.page_fault(va, acc, 0)
         refs = v.walk_refs - refs

@@ -115,7 +115,7 @@ from .base import MONITOR_BYTES, GuestView, Monitor, MonitorError, Needs, check_
 from .ept import NestedPager
 from .shadow import FrameAllocator, ShadowPager, emulate_store
 from .trap_emulate import DEFAULT_TIME_SLICE
-from .vcpu import ACC_FETCH, ACC_READ, ACC_WRITE, Stop, VirtualCPU
+from .vcpu import ACC_FETCH, ACC_READ, ACC_WRITE, Stop, VirtualCPU, access_of
 
 #: where the VMCS lives: the last page of the monitor's region (in the default placement;
 #: ``monitor.vmcs.address`` in any placement)
@@ -484,7 +484,7 @@ class HardwareAssist(Monitor):
         """hw_shadow: a page fault in non-root mode -- a hidden fault, a guest page-table write
         or the guest's own fault (during an event delivery if ``idt`` is valid)."""
         v = self.vcpu
-        acc = ACC_WRITE if err & isa.PF_WRITE else ACC_FETCH if err & isa.PF_FETCH else ACC_READ
+        acc = access_of(err)
         cpl = 3 if err & isa.PF_USER else 0
         refs = v.walk_refs
         cr2 = int(v.ctrl[C_FAULT_ADDR])

@@ -81,16 +81,7 @@ from ..state import (
 )
 from .base import MONITOR_BYTES, GuestView, Monitor, MonitorError, Needs, check_settings
 from .shadow import FrameAllocator, ShadowPager, emulate_store
-from .vcpu import (
-    ACC_FETCH,
-    ACC_READ,
-    ACC_WRITE,
-    MNEMONIC,
-    PRIVILEGED_OPS,
-    SENSITIVE_OPS,
-    Stop,
-    VirtualCPU,
-)
+from .vcpu import ACC_FETCH, MNEMONIC, PRIVILEGED_OPS, SENSITIVE_OPS, Stop, VirtualCPU, access_of
 
 #: host ticks the guest may run before the monitor takes the CPU back (when the virtual timer is
 #: off or further away); an assumption of the model, like a hypervisor's scheduling quantum
@@ -120,6 +111,9 @@ class TrapEmulate(Monitor):
 
     name = "trap_emulate"
     needs = Needs(strict_isa="choice")
+    #: the event a store to a page the shadow pager write-protects (not a page table) counts
+    #: under; trap_emulate protects none, binary translation its code pages
+    protected_write_event = "shadow:protected_write"
     description = ("guest kernel deprivileged to ring 1; privileged instructions trap and are "
                    "emulated; shadow page tables")
 
@@ -300,14 +294,15 @@ class TrapEmulate(Monitor):
 
     def _page_fault(self, va: int, err: int, pc: int) -> None:
         v = self.vcpu
-        acc = ACC_WRITE if err & isa.PF_WRITE else ACC_FETCH if err & isa.PF_FETCH else ACC_READ
+        acc = access_of(err)
         refs = v.walk_refs
         kind, fvec, ferr = self.pager.page_fault(va, acc, int(v.ctrl[C_CPL]))
         refs = v.walk_refs - refs
         if kind == "hidden_fault":
             self._charge("shadow:hidden_fault", "shadow_fill", "memory", walk_refs=refs)
-        elif kind == "pt_write":
-            self._charge("shadow:pt_write", "shadow_pt_write", "memory", walk_refs=refs)
+        elif kind in ("pt_write", "protected_write"):    # a store the monitor must do
+            name = "shadow:pt_write" if kind == "pt_write" else self.protected_write_event
+            self._charge(name, "shadow_pt_write", "memory", walk_refs=refs)
             fault = emulate_store(v, self._fetch(pc), known_va=va, known_gpa=fvec)
             if fault is not None:
                 v.deliver(fault[0], fault[1], pc)

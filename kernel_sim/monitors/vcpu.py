@@ -630,6 +630,14 @@ class _GuestFault(Exception):
         self.vector, self.error = vector, error
 
 
+def access_of(error_code: int) -> int:
+    """The access (:data:`ACC_READ`, :data:`ACC_WRITE`, :data:`ACC_FETCH`) a page fault's
+    error code says faulted."""
+    if error_code & isa.PF_WRITE:
+        return ACC_WRITE
+    return ACC_FETCH if error_code & isa.PF_FETCH else ACC_READ
+
+
 def is_emulated(op: int, strict: bool) -> bool:
     """Does a ring-0 guest instruction with opcode ``op`` trap when run deprivileged?"""
     return op in PRIVILEGED_OPS or (strict and op in SENSITIVE_OPS)
@@ -637,4 +645,4 @@ def is_emulated(op: int, strict: bool) -> bool:
 
 __all__ = ["VirtualCPU", "TrapDelivery", "Stop", "MAX_DELIVERIES", "BUS_ERROR", "ACC_READ",
            "ACC_WRITE", "ACC_FETCH",
-           "PRIVILEGED_OPS", "SENSITIVE_OPS", "MNEMONIC", "is_emulated"]
+           "PRIVILEGED_OPS", "SENSITIVE_OPS", "MNEMONIC", "access_of", "is_emulated"]
