@@ -21,7 +21,7 @@ import hashlib
 import html
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -60,6 +60,33 @@ def user_digest(machine) -> str:
     return _digest(parts)
 
 
+#: the stops that name a trap (the result then says which vector and error code)
+TRAPPED_STOPS = ("unhandled_trap", "trap_exit", "triple_fault")
+
+
+def counter_dicts(counters) -> Tuple[Dict[str, int], Dict[str, int], Dict[str, int]]:
+    """Turn a ``counters`` array (the layout of :mod:`kernel_sim.state`) into the three
+    dictionaries of a result: ``events`` (every named event, by name), ``traps`` (deliveries
+    by vector name, e.g. ``"syscall"``; vectors never delivered are left out) and ``opcodes``
+    (retired instructions by mnemonic; opcodes never retired are left out).
+
+    The one place counters become dictionaries: the bare machine (:meth:`Result.from_machine`)
+    and every technique (:meth:`kernel_sim.monitors.base.Monitor.result`) go through it, so a
+    count means the same thing in every result.
+    """
+    c = np.asarray(counters)
+    events = {name: int(c[i]) for i, name in enumerate(EVENT_NAMES)}
+    vectors = c[EV_VECTOR_BASE:EV_VECTOR_BASE + 256]
+    traps = {isa.VECTOR_KEYS.get(int(v), f"vector_{int(v)}"): int(vectors[v])
+             for v in np.nonzero(vectors)[0]}
+    ops = c[EV_OP_BASE:EV_OP_BASE + 256]
+    opcodes = {}
+    for op in np.nonzero(ops)[0]:
+        ins = isa.BY_OPCODE.get(int(op))
+        opcodes[ins.mnemonic if ins else f"0x{int(op):02x}"] = int(ops[op])
+    return events, traps, opcodes
+
+
 @dataclass
 class Result:
     """The outcome of a run (cumulative since the program was loaded)."""
@@ -81,18 +108,9 @@ class Result:
 
     @classmethod
     def from_machine(cls, m) -> "Result":
-        counters = m.counters
-        events = {name: int(counters[i]) for i, name in enumerate(EVENT_NAMES)}
-        traps = {}
-        for v in np.nonzero(counters[EV_VECTOR_BASE:EV_VECTOR_BASE + 256])[0]:
-            traps[isa.VECTOR_KEYS.get(int(v), f"vector_{int(v)}")] = int(
-                counters[EV_VECTOR_BASE + v])
-        opcodes = {}
-        for op in np.nonzero(counters[EV_OP_BASE:EV_OP_BASE + 256])[0]:
-            ins = isa.BY_OPCODE.get(int(op))
-            opcodes[ins.mnemonic if ins else f"0x{int(op):02x}"] = int(counters[EV_OP_BASE + op])
+        events, traps, opcodes = counter_dicts(m.counters)
         stop = STOP_NAMES.get(int(m.ctrl[C_STOP_REASON]), "none")
-        trapped = stop in ("unhandled_trap", "trap_exit", "triple_fault")
+        trapped = stop in TRAPPED_STOPS
         return cls(stop=stop, pc=m.pc, cpl=m.cpl, instructions=events["instructions"],
                    cycles=int(m.ctrl[C_CYCLES]), events=events, traps=traps, opcodes=opcodes,
                    console=m.console_bytes().decode("latin-1"),
@@ -177,21 +195,30 @@ class TechniqueResult(Result):
     exit_timeline: List[tuple] = field(default_factory=list)
 
     @classmethod
-    def from_view(cls, view, *, stop: str, instructions: int, events: Dict[str, int],
-                  traps: Dict[str, int], opcodes: Dict[str, int], technique: str, cpu: str,
-                  strict: bool, monitor_events: Dict[str, int], event_cycles: Dict[str, int],
+    def from_view(cls, view, counters, *, stop: str, technique: str, cpu: str, strict: bool,
+                  monitor_events: Dict[str, int], event_cycles: Dict[str, int],
                   cycles_by_category: Dict[str, int], stop_vector: int = -1,
-                  stop_error: int = 0, notes: Optional[List[str]] = None) -> "TechniqueResult":
-        return cls(stop=stop, pc=int(view.pc), cpl=int(view.cpl), instructions=int(instructions),
-                   cycles=int(sum(cycles_by_category.values())), events=dict(events),
-                   traps=dict(traps), opcodes=dict(opcodes),
+                  stop_error: int = 0, notes: Optional[List[str]] = None,
+                  exit_timeline: Optional[List[tuple]] = None) -> "TechniqueResult":
+        """A technique's result: the guest's state read through ``view`` (a machine or a
+        :class:`~kernel_sim.monitors.base.GuestView`), the guest-visible ``counters`` (turned
+        into events, traps and opcodes by :func:`counter_dicts`) and what the monitor counted.
+        Monitors call it from :meth:`kernel_sim.monitors.base.Monitor.result` only."""
+        events, traps, opcodes = counter_dicts(counters)
+        trapped = stop in TRAPPED_STOPS
+        return cls(stop=stop, pc=int(view.pc), cpl=int(view.cpl),
+                   instructions=events["instructions"],
+                   cycles=int(sum(cycles_by_category.values())), events=events,
+                   traps=traps, opcodes=opcodes,
                    console=view.console_bytes().decode("latin-1"),
                    state_digest=state_digest(view), user_digest=user_digest(view),
-                   stop_vector=stop_vector, stop_error=stop_error,
+                   stop_vector=stop_vector if trapped else -1,
+                   stop_error=stop_error if trapped else 0,
                    registers=[int(r) for r in view.regs], technique=technique, cpu=cpu,
                    strict=strict, monitor_events=dict(sorted(monitor_events.items())),
                    event_cycles=dict(sorted(event_cycles.items())),
-                   cycles_by_category=dict(cycles_by_category), notes=list(notes or []))
+                   cycles_by_category=dict(cycles_by_category), notes=list(notes or []),
+                   exit_timeline=list(exit_timeline or []))
 
     def summary(self) -> dict:
         """The ``compare --json`` record: instructions, cycles, events, digests."""

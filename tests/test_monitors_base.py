@@ -129,3 +129,98 @@ def test_only_a_technique_that_declares_a_strict_choice_runs_on_the_strict_isa()
         assert cls.strict_for(False) is False
         assert cls.strict_for(True) is (cls.needs.strict_isa == "choice")
     assert monitor_class("trap_emulate").strict_for(True)
+
+
+def test_an_image_of_the_other_build_is_refused_by_the_class_and_the_constructor():
+    """Each technique declares the build it runs (needs.guest_build); an image of the other
+    build is refused before construction (refusal(image=...)) and by the constructor, with a
+    message that names the build and the techniques that do run that image."""
+    from kernel_sim.guest import build_guest
+    from kernel_sim.monitors import available_techniques
+    builds = {"plain": build_guest("syscall", count=2),
+              "paravirt": build_guest("syscall", count=2, paravirt=True)}
+    for name in available_techniques():
+        cls = monitor_class(name)
+        other = "plain" if cls.needs.guest_build == "paravirt" else "paravirt"
+        assert cls.refusal("modern", image=builds[cls.needs.guest_build]) is None
+        message = cls.refusal("modern", image=builds[other])
+        assert message is not None and "PARAVIRT=1" in message
+        runners = [t for t in available_techniques()
+                   if monitor_class(t).needs.guest_build == other]
+        assert runners and all(t in message.split(": run it with ")[1] for t in runners)
+        with pytest.raises(MonitorError) as exc:
+            cls(builds[other])
+        assert str(exc.value) == message
+
+
+def test_a_required_vmcs_control_is_refused_before_construction():
+    shadow, ept = monitor_class("hw_shadow"), monitor_class("hw_ept")
+    message = shadow.refusal("modern", controls={"cr3_load_exiting": False})
+    assert message and "hw_shadow requires cr3_load_exiting" in message
+    assert ept.refusal("modern", controls={"cr3_load_exiting": False}) is None   # optional
+    assert ept.refusal("modern", controls={"hlt_exiting": False})
+    assert monitor_class("binary_translation").refusal("modern", levels=3)
+    assert monitor_class("trap_emulate").refusal("modern", levels=3) is None
+
+
+def test_counter_dicts_names_events_vectors_and_opcodes_and_leaves_out_zeros():
+    import numpy as np
+
+    from kernel_sim import isa
+    from kernel_sim.results import counter_dicts
+    from kernel_sim.state import EV_OP_BASE, EV_TRAPS, EV_VECTOR_BASE, EVENT_NAMES, NUM_COUNTERS
+    c = np.zeros(NUM_COUNTERS, dtype=np.int64)
+    c[EV_TRAPS] = 3
+    c[EV_VECTOR_BASE + isa.VEC_SYSCALL] = 2
+    c[EV_VECTOR_BASE + 200] = 1
+    c[EV_OP_BASE + isa.OP_HLT] = 4
+    c[EV_OP_BASE + 0xFE] = 5                          # no instruction has this opcode
+    events, traps, opcodes = counter_dicts(c)
+    assert list(events) == list(EVENT_NAMES) and events["traps"] == 3
+    assert traps == {isa.VECTOR_KEYS[isa.VEC_SYSCALL]: 2, "vector_200": 1}
+    assert opcodes == {isa.BY_OPCODE[isa.OP_HLT].mnemonic: 4, "0xfe": 5}
+
+
+def test_every_result_goes_through_monitor_result():
+    """The single door: a technique answers guest_counters(), cpu_cycles() and notes();
+    Monitor.result() makes the result (so a per-operation measurement added there reaches
+    every technique).  A toy technique shows what each answer becomes."""
+    import numpy as np
+
+    from kernel_sim.machine import Machine
+    from kernel_sim.monitors import available_techniques
+    from kernel_sim.monitors.base import Monitor
+    from kernel_sim.state import EV_INSTRUCTIONS, NUM_COUNTERS
+
+    class Toy(Monitor):
+        name = "toy"
+
+        def _boot(self):
+            self.machine = Machine(memory_size=4096)
+
+        def _run(self, budget):
+            self.count("toy:exit", cycles=30, category="transitions")
+            self.count("toy:never", n=0, cycles=0)      # zero events are left out
+            self.stop = "halt"
+
+        def view(self):
+            return self.machine
+
+        def guest_counters(self):
+            c = np.zeros(NUM_COUNTERS, dtype=np.int64)
+            c[EV_INSTRUCTIONS] = 7
+            return c
+
+        def cpu_cycles(self):
+            return {"guest": 100, "memory": 5}
+
+        def notes(self):
+            return ["a toy"]
+
+    r = Toy(image()).run(10)
+    assert (r.technique, r.stop, r.instructions, r.notes) == ("toy", "halt", 7, ["a toy"])
+    assert r.monitor_events == {"toy:exit": 1} and r.event_cycles == {"toy:exit": 30}
+    assert r.cycles_by_category == {"guest": 100, "transitions": 30, "emulation": 0,
+                                    "memory": 5, "devices": 0} and r.cycles == 135
+    for name in available_techniques():
+        assert monitor_class(name).result is Monitor.result, f"{name} bypasses Monitor.result"

@@ -10,11 +10,18 @@ shape::
 
     class TrapEmulate(Monitor):
         name = "trap_emulate"
+        needs = Needs(strict_isa="choice")   # what it needs: guest build, CPU features, ...
         def _boot(self): ...            # place the guest, build the monitor's own state
         def _run(self, budget): ...     # run until the guest halts or the budget is spent
         def view(self): ...             # the guest's state as the guest would see it
+        def guest_counters(self): ...   # the guest's events, as a bare machine counts them
+        def cpu_cycles(self): ...       # the cycles the CPU counted itself ({"guest": ...})
 
     result = TrapEmulate(image, cpu="modern", strict=True).run(count=2_000_000)
+
+:meth:`Monitor.result` makes every technique's result from those answers (one door), and
+:meth:`Monitor.refusal` answers, before anything is built, whether a technique can run a CPU
+preset, an image and a set of knobs.
 
 Host memory
 -----------
@@ -22,9 +29,12 @@ The host machine's physical memory holds the monitor's own state *and* the guest
 not at host-physical address 0: guest-physical address ``g`` lives at host-physical
 ``layout.guest_base + g``.  So guest-physical is not host-physical, and a monitor that forgot to
 translate (or a guest that escaped) would read or write the wrong memory, which the containment
-tests would see.  The monitor's region ``[0, guest_base)`` holds shadow page tables, translation
-caches and anything else the technique keeps in "hardware" memory.  The guest's disk is the
-host's disk (a virtual disk image the monitor owns).
+tests would see.  The monitor's region ``[layout.monitor_base, layout.monitor_top)`` holds
+shadow page tables, translation caches and anything else the technique keeps in "hardware"
+memory; fixed pages (a trap-vector table, the VMCS) sit at its top.  A monitor builds its own
+host (its region at 0, the guest's RAM after it, then guard bytes that belong to nobody) unless
+it is given one with an :class:`Allocation` -- how several domains share a host.  The guest's
+disk is a virtual disk the monitor owns (``monitor.disk``); the host CPU never reaches it.
 
 Events and cycles
 -----------------
@@ -54,7 +64,7 @@ from typing import Dict, FrozenSet, Iterable, Optional, Tuple
 import numpy as np
 
 from .. import isa
-from ..costs import CPU_PRESETS, technique_costs
+from ..costs import CPU_PRESETS, cost_array, technique_costs
 from ..machine import Machine, architectural_state_of, check_int, user_pages_of
 from ..results import TechniqueResult
 from ..state import C_CPL, C_PC, EV_BLK_READS, EV_BLK_WRITES
@@ -118,12 +128,78 @@ class ProgramImage:
 
 
 @dataclass(frozen=True)
+class Allocation:
+    """The host-physical memory a monitor may use in a host machine it is given.
+
+    ``[monitor_base, monitor_base + monitor_size)`` is the monitor's own region (shadow or
+    nested tables, translation cache, VMCS, boot page tables: whatever the technique keeps in
+    "hardware" memory); ``[guest_base, guest_base + guest_size)`` holds the guest's RAM
+    (``guest_size`` = the image's RAM).  Both are whole pages and must not overlap.  A platform
+    that runs several domains on one host gives each monitor its own allocation::
+
+        host = Machine(memory_size=16 << 20, paging_levels=2, tlb_size=64)
+        mon = TrapEmulate(image, host=host,
+                          allocation=Allocation(monitor_base=8 << 20, guest_base=4 << 20,
+                                                guest_size=image.ram_size))
+
+    The monitor touches nothing else of the host's memory (the containment tests check it).
+    Without one a monitor builds its own host: its region at 0, the guest's RAM right after it
+    (:meth:`default`), then a guard region that belongs to nobody.
+    """
+
+    monitor_base: int
+    guest_base: int
+    guest_size: int
+    monitor_size: int = MONITOR_BYTES
+
+    @classmethod
+    def default(cls, guest_size: int) -> "Allocation":
+        """The placement of a monitor that builds its own host: region at 0, guest after it."""
+        return cls(monitor_base=0, guest_base=MONITOR_BYTES, guest_size=guest_size)
+
+    @property
+    def monitor_top(self) -> int:
+        """The end of the monitor's region (techniques put fixed pages just below it)."""
+        return self.monitor_base + self.monitor_size
+
+    @property
+    def guest_top(self) -> int:
+        return self.guest_base + self.guest_size
+
+    def problem(self, host_size: int) -> Optional[str]:
+        """Why this allocation cannot be used in a host of ``host_size`` bytes (None: it can)."""
+        for name in ("monitor_base", "guest_base", "guest_size", "monitor_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                return f"allocation {name} must be an integer, got {value!r}"
+            if value < 0 or value % isa.PAGE_SIZE:
+                return (f"allocation {name} must be a multiple of {isa.PAGE_SIZE} "
+                        f"(whole pages), got {value:#x}")
+        if self.guest_size == 0 or self.monitor_size == 0:
+            return "an allocation needs a monitor region and guest RAM of at least one page"
+        if self.monitor_base < self.guest_top and self.guest_base < self.monitor_top:
+            return (f"the monitor's region 0x{self.monitor_base:x}..0x{self.monitor_top:x} "
+                    f"overlaps the guest's RAM 0x{self.guest_base:x}..0x{self.guest_top:x}")
+        if max(self.monitor_top, self.guest_top) > host_size:
+            return (f"the allocation reaches 0x{max(self.monitor_top, self.guest_top):x}, "
+                    f"beyond the host's {host_size:#x} bytes of memory")
+        return None
+
+
+@dataclass(frozen=True)
 class Layout:
-    """Where the guest's RAM sits in host-physical memory."""
+    """Where the guest's RAM and the monitor's region sit in host-physical memory."""
 
     guest_base: int
     guest_size: int
     host_size: int
+    monitor_base: int = 0
+    monitor_size: int = MONITOR_BYTES
+
+    @property
+    def monitor_top(self) -> int:
+        """The end of the monitor's region (techniques put fixed pages just below it)."""
+        return self.monitor_base + self.monitor_size
 
     def hpa(self, gpa: int) -> int:
         """Host-physical address of guest-physical ``gpa`` (which must be inside the guest)."""
@@ -229,6 +305,9 @@ class Needs:
     ``same_kernel_as_native``
         False when the guest kernel binary differs from native's (paravirt): then only the
         user-visible state can be compared with native, not the whole guest-OS state digest.
+    ``page_table_levels``, ``why_levels``
+        the page-table levels (the ``levels`` setting) the technique can run, and why it
+        cannot run the others (for the refusal's message).
     """
 
     guest_build: str = "plain"
@@ -236,6 +315,8 @@ class Needs:
     cpu_features: FrozenSet[str] = frozenset()
     strict_isa: str = "ignored"
     same_kernel_as_native: bool = True
+    page_table_levels: Tuple[int, ...] = (1, 2, 3, 4)
+    why_levels: str = ""
 
     def __post_init__(self):
         if self.guest_build not in GUEST_BUILDS:
@@ -245,6 +326,17 @@ class Needs:
                              f"got {self.strict_isa!r}")
 
 
+#: How each guest build is described in a refusal (see :meth:`Monitor.refusal`).
+_BUILD_RUNS = {"plain": "an unmodified kernel (the plain build)",
+               "paravirt": "a kernel built with PARAVIRT=1 (build_guest(..., paravirt=True))"}
+_BUILD_IS = {"plain": "is a plain build", "paravirt": "was built with PARAVIRT=1"}
+
+
+def image_build(image) -> str:
+    """The guest build of an image: ``"paravirt"`` if it was assembled with PARAVIRT=1."""
+    return "paravirt" if getattr(image, "paravirt", False) else "plain"
+
+
 class Monitor:
     """Base class of the techniques: settings, the cost table, event counting, results.
 
@@ -252,6 +344,7 @@ class Monitor:
     ----------
     image:
         the guest (a :class:`ProgramImage` or a guest-OS image from :mod:`kernel_sim.guest`).
+        Its build must be the one the technique declares (``needs.guest_build``).
     cpu:
         cost preset: ``"first-vtx"``, ``"nehalem"`` or ``"modern"`` (:mod:`kernel_sim.costs`).
     strict:
@@ -260,6 +353,11 @@ class Monitor:
         the guest machine's page-table levels and TLB size (the host uses the same).
     costs:
         overrides of single cost entries (``{"trap": 80}``).
+    host, allocation:
+        run in an existing host :class:`~kernel_sim.machine.Machine`, using only the memory
+        of ``allocation`` (an :class:`Allocation`), instead of building a host of its own --
+        how several domains share one host.  Give both or neither; techniques that do not put
+        the guest in a host's memory (``places_guest_in_host = False``) refuse them.
     """
 
     name = "base"
@@ -267,25 +365,50 @@ class Monitor:
     description = ""
     #: what the technique needs (guest build, CPU features, ISA strictness): see :class:`Needs`
     needs = Needs()
+    #: the technique puts the guest's RAM into a host machine's memory, next to its own region,
+    #: so it can be given a host and an :class:`Allocation` (native and emulation cannot)
+    places_guest_in_host = True
 
     # ---- what the rest of the system asks a technique, before building anything ----------
     @classmethod
-    def refusal(cls, cpu: str = "modern", **settings) -> Optional[str]:
-        """Why this technique cannot run on CPU preset ``cpu`` with these ``settings``, as a
-        message for a learner -- or None when it can.  The constructor raises
-        :class:`MonitorError` with the same message, so a widget can grey out a choice and the
-        CLI can refuse it without building a guest."""
+    def refusal(cls, cpu: str = "modern", *, image=None, **settings) -> Optional[str]:
+        """Why this technique cannot run on CPU preset ``cpu`` with these ``settings`` (and,
+        if given, this ``image``), as a message for a learner -- or None when it can.
+
+        The constructor raises :class:`MonitorError` with the same message, so a widget can
+        grey out a choice and the CLI can refuse it without building a guest.  The base class
+        checks what :class:`Needs` declares (CPU features, the guest build); a technique adds
+        its own combinations (page-table levels, VMCS controls...) by overriding this and
+        calling ``super()``.  Bad *values* (an unknown preset, a negative size) are a
+        ValueError, not a refusal.
+        """
         technique_costs(cpu)            # an unknown preset is bad input: ValueError, not a refusal
         preset = CPU_PRESETS[cpu]
         for feature in sorted(cls.needs.cpu_features):
             if not preset.get(feature, False):
                 return cls._missing_feature_message(cpu, feature)
+        if image is not None and image_build(image) != cls.needs.guest_build:
+            return cls._wrong_build_message(image_build(image))
+        levels = settings.get("levels")
+        if levels in (1, 2, 3, 4) and levels not in cls.needs.page_table_levels:
+            allowed = " or ".join(f"{n}-level" for n in cls.needs.page_table_levels)
+            return (f"{cls.name} runs with {allowed} page tables only"
+                    f"{': ' + cls.needs.why_levels if cls.needs.why_levels else ''}; "
+                    f"levels={levels!r} is not supported")
         return None
 
     @classmethod
     def _missing_feature_message(cls, cpu: str, feature: str) -> str:
         return (f"{cls.name} needs {feature.upper()}, which the {cpu} CPU preset "
                 f"({CPU_PRESETS[cpu]['examples']}) does not have")
+
+    @classmethod
+    def _wrong_build_message(cls, built: str) -> str:
+        from . import available_techniques, monitor_class    # the registry imports this module
+        others = [t for t in available_techniques()
+                  if monitor_class(t).needs.guest_build == built]
+        return (f"{cls.name} runs {_BUILD_RUNS[cls.needs.guest_build]}; this image "
+                f"{_BUILD_IS[built]}: run it with {', '.join(others) or 'another technique'}")
 
     @classmethod
     def guest_options(cls, **guest_knobs) -> Dict[str, object]:
@@ -308,7 +431,8 @@ class Monitor:
 
     def __init__(self, image, *, cpu: str = "modern", strict: bool = False,
                  levels: int = GUEST_LEVELS, tlb_size: int = GUEST_TLB,
-                 costs: Optional[Dict[str, int]] = None, trace_size: int = 4096):
+                 costs: Optional[Dict[str, int]] = None, trace_size: int = 4096,
+                 host: Optional[Machine] = None, allocation: Optional[Allocation] = None):
         self.image = image
         self.cpu = cpu
         self.strict = bool(strict)
@@ -316,9 +440,23 @@ class Monitor:
         self.tlb_size = tlb_size
         self.trace_size = trace_size
         self.cost = technique_costs(cpu, costs)
+        refused = self.refusal(cpu, image=image, levels=levels)
+        if refused:
+            raise MonitorError(refused)
+        if (host is None) != (allocation is None):
+            raise MonitorError("give a monitor both a host machine and an allocation in it "
+                               "(host=..., allocation=Allocation(...)), or neither")
+        if host is not None and not self.places_guest_in_host:
+            raise MonitorError(f"{self.name} does not put the guest into a host machine's "
+                               f"memory, so it cannot be given a host and an allocation")
+        self.given_host, self.allocation = host, allocation
         self.events: Counter = Counter()
         self.event_cycles: Counter = Counter()
         self.cycles: Dict[str, int] = {c: 0 for c in CATEGORIES}
+        #: how the run ended (a ``STOP_NAMES`` value) and the trap that ended it, if any
+        self.stop, self.stop_vector, self.stop_error = "none", -1, 0
+        #: ``(guest ticks, exit name, guest ring, guest pc)`` of the first exits (hardware assist)
+        self.timeline: list = []
         self.ran = False
 
     # ---- bookkeeping used by the techniques -----------------------------------------------------
@@ -352,25 +490,56 @@ class Monitor:
 
     def _place_guest(self, *, ring: int, guard_bytes: int,
                      costs: Optional[Dict[str, int]] = None, trace_size: int = 0) -> Machine:
-        """Build the host machine (``self.host``) and put the guest in it: the monitor's region
-        (``MONITOR_BYTES``), then the guest's RAM loaded from the image, then ``guard_bytes``
-        that belong to nobody; the guest's disk becomes the host's.  Sets ``self.layout``."""
+        """Get the host machine (``self.host``) ready and put the guest in it.
+
+        Without a given host, build one: the monitor's region (``MONITOR_BYTES``) at 0, then
+        the guest's RAM, then ``guard_bytes`` that belong to nobody.  With one (``host=``,
+        ``allocation=``), use the given host and zero the two regions of the allocation,
+        touching nothing else of its memory.  Either way the host CPU is reset to run the guest
+        (starting ring ``ring``, this monitor's ``strict`` and cost overrides ``costs``), the
+        guest's RAM is loaded from the image, and the guest's disk is :attr:`disk`, a copy of
+        the image's disk that the monitor owns (the host CPU never reaches it: every device
+        access of the guest goes through the monitor).  Sets ``self.layout``.
+        """
         image = self.image
         ram = int(image.ram_size)
         if self.levels == 1 and ram > 1024 * isa.PAGE_SIZE:
             raise MonitorError("with 1-level page tables the host can map only 4 MiB, so the "
                                "guest's RAM must not be larger")
-        base = MONITOR_BYTES
-        self.layout = Layout(guest_base=base, guest_size=ram,
-                             host_size=base + ram + guard_bytes)
-        h = self.host = Machine(memory_size=self.layout.host_size, paging_levels=self.levels,
-                                tlb_size=self.tlb_size, strict=self.strict, ring=ring,
-                                costs=costs, console_size=0, trace_size=trace_size,
-                                disk_sectors=image.disk_sectors)
-        h.mem[base >> 2:(base + ram) >> 2] = np.asarray(image.ram)[:ram >> 2]
-        h.disk[:] = image.disk
-        h.guest_base, h.guest_size = base, ram
+        a = self.allocation or Allocation.default(ram)
+        h = self.given_host
+        if h is None:
+            h = Machine(memory_size=a.guest_top + guard_bytes, paging_levels=self.levels,
+                        tlb_size=self.tlb_size, strict=self.strict, ring=ring, costs=costs,
+                        console_size=0, trace_size=trace_size)
+        else:
+            self._check_host(h, a, ram)
+            h.ring, h.strict, h.costs = ring, self.strict, cost_array(costs)
+            h.reset()
+            h.mem[a.monitor_base >> 2:a.monitor_top >> 2] = 0
+        self.host = h
+        self.layout = Layout(guest_base=a.guest_base, guest_size=ram, host_size=h.memory_size,
+                             monitor_base=a.monitor_base, monitor_size=a.monitor_size)
+        h.mem[a.guest_base >> 2:a.guest_top >> 2] = np.asarray(image.ram)[:ram >> 2]
+        #: the guest's virtual disk (words), owned by the monitor
+        self.disk = np.array(image.disk, dtype=np.uint32)
+        h.guest_base, h.guest_size = a.guest_base, ram
         return h
+
+    def _check_host(self, host: Machine, a: Allocation, ram: int) -> None:
+        """A given host and allocation must fit the guest and this monitor's settings."""
+        problem = a.problem(host.memory_size)
+        if problem is None and a.guest_size != ram:
+            problem = (f"the allocation gives the guest {a.guest_size:#x} bytes, but the "
+                       f"image's RAM is {ram:#x} bytes")
+        if problem is None and host.paging_levels != self.levels:
+            problem = (f"the host walks {host.paging_levels}-level page tables but the monitor "
+                       f"was asked for levels={self.levels}")
+        if problem is None and host.tlb_size != self.tlb_size:
+            problem = (f"the host's TLB has {host.tlb_size} entries but the monitor was asked "
+                       f"for tlb_size={self.tlb_size}")
+        if problem:
+            raise MonitorError(problem)
 
     # ---- the interface ----------------------------------------------------------------------
     def run(self, count: int = DEFAULT_BUDGET) -> TechniqueResult:
@@ -394,5 +563,43 @@ class Monitor:
         """The guest's state as the guest sees it (a Machine or a :class:`GuestView`)."""
         raise NotImplementedError
 
+    # ---- results: one door for every technique ----------------------------------------------
     def result(self) -> TechniqueResult:
+        """What the run did, as a :class:`~kernel_sim.results.TechniqueResult`.
+
+        Every technique's result is made here, from three answers the technique gives:
+        :meth:`guest_counters` (what a bare machine would have counted for this guest),
+        :meth:`cpu_cycles` (the cycles the CPU counted itself, by category) and :meth:`notes`;
+        plus what the monitor counted with :meth:`count` (events, their cycles, cycles by
+        category) and the guest's state read through :meth:`view`.  So a count or a cycle
+        category means the same in every technique's result.
+        """
+        self._settle()
+        cycles = dict(self.cycles)
+        for category, spent in self.cpu_cycles().items():
+            cycles[category] += spent
+        return TechniqueResult.from_view(
+            self.view(), self.guest_counters(), stop=self.stop, technique=self.name,
+            cpu=self.cpu, strict=self.strict,
+            monitor_events={k: n for k, n in self.events.items() if n},
+            event_cycles={k: c for k, c in self.event_cycles.items() if self.events.get(k)},
+            cycles_by_category=cycles, stop_vector=self.stop_vector,
+            stop_error=self.stop_error, notes=self.notes(), exit_timeline=self.timeline)
+
+    def _settle(self) -> None:
+        """Before the books close: charge work still owed (a run can stop inside an exit)."""
+
+    def guest_counters(self) -> np.ndarray:
+        """The guest's events in the ``counters`` layout of :mod:`kernel_sim.state`: what the
+        bare machine would have counted running this guest (instructions retired by the CPU
+        and by the monitor, traps delivered to the guest, ...), never the monitor's own."""
         raise NotImplementedError
+
+    def cpu_cycles(self) -> Dict[str, int]:
+        """Cycles the CPU counted itself (not through :meth:`count`), by category: usually
+        ``{"guest": ...}``, the guest's instructions, TLB misses, walks and idle ticks."""
+        return {}
+
+    def notes(self) -> list:
+        """Sentences for the result: what the learner should know about this run."""
+        return []

@@ -106,7 +106,6 @@ from ..state import (
     C_TICKS,
     C_TIMER_DEADLINE,
     C_TVB,
-    EV_INSTRUCTIONS,
     STOP_BUDGET,
     STOP_NAMES,
     STOP_TRAP_EXIT,
@@ -125,17 +124,16 @@ from .translator import (
     TranslationCache,
     TranslationCacheFull,
 )
-from .trap_emulate import _REFLECT, MONITOR_TVB, TrapEmulate
+from .trap_emulate import _REFLECT, TrapEmulate
 from .vcpu import (
     ACC_FETCH,
     ACC_READ,
-    ACC_WRITE,
     MASK32,
     MNEMONIC,
     PRIVILEGED_OPS,
     SENSITIVE_OPS,
     SP,
-    Stop,
+    access_of,
 )
 
 #: largest translation cache (every branch inside it must reach with a 16-bit word offset)
@@ -167,7 +165,9 @@ class BinaryTranslation(TrapEmulate):
     """
 
     name = "binary_translation"
-    needs = Needs()
+    protected_write_event = "bt:code_write"
+    needs = Needs(page_table_levels=(2,), why_levels="the translation cache is mapped by one "
+                                                     "monitor-owned 2-level page table")
     description = ("guest kernel code translated into a translation cache (sensitive "
                    "instructions become callouts); user code runs directly; shadow page tables")
 
@@ -178,9 +178,6 @@ class BinaryTranslation(TrapEmulate):
                        ("adaptive_after", adaptive_after, 0, 10 ** 9))
         if tc_bytes % PAGE:
             raise ValueError(f"tc_bytes must be a multiple of {PAGE}")
-        if self.levels != 2:
-            raise MonitorError("binary_translation maps its translation cache with 2-level "
-                               f"page tables; levels={self.levels!r} is not supported")
         self.tc_bytes = int(tc_bytes)
         self.adaptive_after = int(adaptive_after)
 
@@ -189,9 +186,9 @@ class BinaryTranslation(TrapEmulate):
         super()._boot()
         h = self.host
         # the cache and the one page table that maps it: the top of the allocator's range
-        self.tc_table = MONITOR_TVB - PAGE
+        self.tc_table = self.monitor_tvb - PAGE
         self.tc_base = self.tc_table - self.tc_bytes
-        reserved = set(range(self.tc_base, MONITOR_TVB, PAGE))
+        reserved = set(range(self.tc_base, self.monitor_tvb, PAGE))
         if reserved & self.allocator.ever_used:
             raise MonitorError("the translation cache overlaps the shadow tables")
         self.allocator.free_list = [f for f in self.allocator.free_list if f not in reserved]
@@ -300,63 +297,51 @@ class BinaryTranslation(TrapEmulate):
             self.count("bt:tc_invalidate", "tc_invalidate")
 
     # ---- the run loop ------------------------------------------------------------------------
-    def _run(self, budget: int) -> None:
+    def _enter_guest(self, allowed: int) -> None:
+        """Kernel code (virtual ring 0) runs from the translation cache in host ring 1; user
+        code runs as itself.  Then the trap or callout that stopped the host is handled."""
         hc, vc = self.host.ctrl, self.vcpu.ctrl
-        h0 = self.host.counters.item(EV_INSTRUCTIONS)
-        v0 = self.vcpu.counters.item(EV_INSTRUCTIONS)
         hget, vget = hc.item, vc.item
-        slice_ = self.time_slice
         tc = self.tc
-        try:
-            while True:
-                if self._inject_due_interrupt():
-                    continue
-                retired = self._retired_since(h0, v0)
-                if retired >= budget:
-                    self.stop = STOP_NAMES[STOP_BUDGET]
-                    return
-                kernel = vget(C_CPL) == 0
-                allowed = budget - retired
-                if kernel:
-                    pc = self._resume_pc()
-                    if pc < 0:
-                        continue            # the fetch faulted: delivered, look again
-                    hc[C_IF] = 1
-                else:
-                    pc = vget(C_PC)
-                    self.resume = self.pending_chain = None
-                    # user code runs as itself: what its PUSHF, POPF and RDTVB see must be the
-                    # virtual state.  The host never delivers a trap (all are intercepted), so
-                    # its TVB can be the guest's; with the virtual IF off the host timer cannot
-                    # preempt, so the run is cut to one time slice instead.
-                    hc[C_IF] = vget(C_IF)
-                    hc[C_TVB] = vget(C_TVB)
-                    if not hc[C_IF]:
-                        allowed = min(allowed, slice_)
-                reason = self._enter_host(pc, 1 if kernel else vget(C_CPL), allowed)
-                hpc = hget(C_PC)
-                if kernel:
-                    if not tc.contains(hpc):
-                        raise MonitorError(f"translated code left the cache at 0x{hpc:08x}")
-                    vc[C_PC] = self._guest_pc(hpc)
-                else:
-                    vc[C_PC] = hpc
-                if reason == STOP_TRAP_EXIT:
-                    self.exits += 1
-                    vec, err = hget(C_STOP_VECTOR), hget(C_STOP_ERROR)
-                    if kernel:
-                        self._kernel_exit(vec, err, hpc)
-                    else:
-                        self._exit(vec, err)
-                elif reason != STOP_BUDGET:
-                    raise MonitorError(f"unexpected host stop {STOP_NAMES.get(reason, reason)}")
-                elif kernel:
-                    self.resume = (self.tc_gen, hpc)
-                elif allowed < budget - retired:
-                    self._charge("monitor:preempt", None, "transitions")
-        except Stop as s:
-            self.stop = STOP_NAMES[s.reason]
-            self.stop_vector, self.stop_error = s.vector, s.error
+        kernel = vget(C_CPL) == 0
+        limit = allowed
+        if kernel:
+            pc = self._resume_pc()
+            if pc < 0:
+                return                  # the fetch faulted: delivered, look again
+            hc[C_IF] = 1
+        else:
+            pc = vget(C_PC)
+            self.resume = self.pending_chain = None
+            # user code runs as itself: what its PUSHF, POPF and RDTVB see must be the
+            # virtual state.  The host never delivers a trap (all are intercepted), so
+            # its TVB can be the guest's; with the virtual IF off the host timer cannot
+            # preempt, so the run is cut to one time slice instead.
+            hc[C_IF] = vget(C_IF)
+            hc[C_TVB] = vget(C_TVB)
+            if not hc[C_IF]:
+                limit = min(allowed, self.time_slice)
+        reason = self._enter_host(pc, 1 if kernel else vget(C_CPL), limit)
+        hpc = hget(C_PC)
+        if kernel:
+            if not tc.contains(hpc):
+                raise MonitorError(f"translated code left the cache at 0x{hpc:08x}")
+            vc[C_PC] = self._guest_pc(hpc)
+        else:
+            vc[C_PC] = hpc
+        if reason == STOP_TRAP_EXIT:
+            self.exits += 1
+            vec, err = hget(C_STOP_VECTOR), hget(C_STOP_ERROR)
+            if kernel:
+                self._kernel_exit(vec, err, hpc)
+            else:
+                self._exit(vec, err)
+        elif reason != STOP_BUDGET:
+            raise MonitorError(f"unexpected host stop {STOP_NAMES.get(reason, reason)}")
+        elif kernel:
+            self.resume = (self.tc_gen, hpc)
+        elif limit < allowed:
+            self._charge("monitor:preempt", None, "transitions")
 
     def _resume_pc(self) -> int:
         """Where the host enters translated code for the virtual pc (-1: a fetch fault)."""
@@ -424,32 +409,15 @@ class BinaryTranslation(TrapEmulate):
         and writes to pages holding translated code."""
         if (va >> 22) == (TC_VA >> 22):
             self._reserved_fault(va, err)
-            return
-        v = self.vcpu
-        acc = ACC_WRITE if err & isa.PF_WRITE else ACC_FETCH if err & isa.PF_FETCH else ACC_READ
-        refs = v.walk_refs
-        kind, fvec, ferr = self.pager.page_fault(va, acc, int(v.ctrl[C_CPL]))
-        refs = v.walk_refs - refs
-        if kind == "hidden_fault":
-            self._charge("shadow:hidden_fault", "shadow_fill", "memory", walk_refs=refs)
-        elif kind in ("pt_write", "protected_write"):
-            name = "shadow:pt_write" if kind == "pt_write" else "bt:code_write"
-            self._charge(name, "shadow_pt_write", "memory", walk_refs=refs)
-            fault = emulate_store(v, self._fetch(pc), known_va=va, known_gpa=fvec)
-            if fault is not None:
-                v.deliver(fault[0], fault[1], pc)
         else:
-            self._charge("shadow:true_fault", "shadow_fill", "memory", walk_refs=refs)
-            self.count("shadow:true_fault", n=0, cycles=self.cost["reflect"],
-                       category="emulation")
-            v.deliver(fvec, ferr, pc)
+            super()._page_fault(va, err, pc)
 
     def _reserved_fault(self, va: int, err: int) -> None:
         """User code touched the cache's window (only a fetch can get that far): the host
         refused because the mapping is supervisor-only; the guest sees its own fault."""
         v = self.vcpu
         pc = int(v.ctrl[C_PC])
-        acc = ACC_WRITE if err & isa.PF_WRITE else ACC_FETCH if err & isa.PF_FETCH else ACC_READ
+        acc = access_of(err)
         res = v.walk(va, acc, 3)[0]
         if res >= 0:
             raise MonitorError(f"the guest maps 0x{va:08x}, in the window the monitor reserves "
@@ -465,7 +433,7 @@ class BinaryTranslation(TrapEmulate):
                                f"mapping is missing from the active shadow")
         v = self.vcpu
         pc = int(v.ctrl[C_PC])
-        acc = ACC_WRITE if err & isa.PF_WRITE else ACC_FETCH if err & isa.PF_FETCH else ACC_READ
+        acc = access_of(err)
         refs = v.walk_refs
         kind, gpa, ferr = self.pager.page_fault(va, acc, 0)
         refs = v.walk_refs - refs

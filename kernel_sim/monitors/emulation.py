@@ -56,7 +56,6 @@ import numpy as np
 
 from .. import isa
 from ..machine import check_int
-from ..results import TechniqueResult
 from ..state import (
     C_CONSOLE_LEN,
     C_CPL,
@@ -71,11 +70,8 @@ from ..state import (
     C_TIMER_DEADLINE,
     C_TVB,
     C_UNTIL,
-    EV_OP_BASE,
     EV_TLB_HIT,
     EV_TLB_MISS,
-    EV_VECTOR_BASE,
-    EVENT_NAMES,
     NEVER,
     NUM_COUNTERS,
     NUM_CTRL,
@@ -139,6 +135,8 @@ class Emulation(Monitor):
     """
 
     name = "emulation"
+    #: the emulator's "host memory" is its own array (no host CPU runs the guest)
+    places_guest_in_host = False
     description = ("every guest instruction runs in software (soft MMU, device models): "
                    "interpreted one by one or from cached translation blocks")
 
@@ -217,6 +215,9 @@ class Emulation(Monitor):
         K.emulate(self.regs, self.vcpu, self.gmem, self.disk, self.tlb, self.counters,
                   self.console, self.emu, self.uops, self.tbs, self.pages,
                   self.codemap, 1 if self.mode == "translate" else 0, budget)
+        v = self.vcpu
+        self.stop = STOP_NAMES.get(int(v[C_STOP_REASON]), "none")
+        self.stop_vector, self.stop_error = int(v[C_STOP_VECTOR]), int(v[C_STOP_ERROR])
         for name, index, cost, category in _EMU_EVENTS:
             n = int(self.emu[index] - before[index])
             if n:
@@ -236,25 +237,12 @@ class Emulation(Monitor):
     def console_bytes(self) -> bytes:
         return self.console[:int(self.vcpu[C_CONSOLE_LEN])].tobytes()
 
-    def result(self) -> TechniqueResult:
-        c = self.counters
-        events = {name: int(c[i]) for i, name in enumerate(EVENT_NAMES)}
-        traps = {isa.VECTOR_KEYS.get(int(v), f"vector_{int(v)}"): int(c[EV_VECTOR_BASE + v])
-                 for v in np.nonzero(c[EV_VECTOR_BASE:EV_VECTOR_BASE + 256])[0]}
-        opcodes = {}
-        for op in np.nonzero(c[EV_OP_BASE:EV_OP_BASE + 256])[0]:
-            ins = isa.BY_OPCODE.get(int(op))
-            opcodes[ins.mnemonic if ins else f"0x{int(op):02x}"] = int(c[EV_OP_BASE + op])
-        stop = STOP_NAMES.get(int(self.vcpu[C_STOP_REASON]), "none")
-        trapped = stop in ("unhandled_trap", "trap_exit", "triple_fault")
-        return TechniqueResult.from_view(
-            self.view(), stop=stop, instructions=events["instructions"], events=events,
-            traps=traps, opcodes=opcodes, technique=self.name, cpu=self.cpu, strict=self.strict,
-            monitor_events=dict(self.events), event_cycles=dict(self.event_cycles),
-            cycles_by_category=self.cycles,
-            stop_vector=int(self.vcpu[C_STOP_VECTOR]) if trapped else -1,
-            stop_error=int(self.vcpu[C_STOP_ERROR]) if trapped else 0,
-            notes=[f"mode: {self.mode}"])
+    def guest_counters(self) -> np.ndarray:
+        """The emulator counts the guest's events in the hardware counters' layout itself."""
+        return self.counters
+
+    def notes(self) -> list:
+        return [f"mode: {self.mode}"]
 
     # ---- looking inside the translation cache -------------------------------------------------
     def translation_blocks(self) -> list[dict[str, object]]:

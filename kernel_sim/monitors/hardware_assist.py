@@ -68,7 +68,6 @@ import numpy as np
 from .. import isa
 from ..costs import CPU_PRESETS
 from ..mmu import EPTQ_FETCH, EPTQ_FINAL, EPTQ_WRITE, invalidate_page
-from ..results import TechniqueResult
 from ..state import (
     C_CPL,
     C_CYCLES,
@@ -90,12 +89,8 @@ from ..state import (
     EV_IDLE_TICKS,
     EV_INSTRUCTIONS,
     EV_NESTED_REFS,
-    EV_OP_BASE,
     EV_PAGE_FAULTS,
     EV_TLB_FLUSHES,
-    EV_TRAPS,
-    EV_VECTOR_BASE,
-    EVENT_NAMES,
     EXIT_CR_ACCESS,
     EXIT_EPT_VIOLATION,
     EXIT_EXCEPTION_NMI,
@@ -120,9 +115,10 @@ from .base import MONITOR_BYTES, GuestView, Monitor, MonitorError, Needs, check_
 from .ept import NestedPager
 from .shadow import FrameAllocator, ShadowPager, emulate_store
 from .trap_emulate import DEFAULT_TIME_SLICE
-from .vcpu import ACC_FETCH, ACC_READ, ACC_WRITE, Stop, VirtualCPU
+from .vcpu import ACC_FETCH, ACC_READ, ACC_WRITE, Stop, VirtualCPU, access_of
 
-#: where the VMCS lives: the last page of the monitor's region
+#: where the VMCS lives: the last page of the monitor's region (in the default placement;
+#: ``monitor.vmcs.address`` in any placement)
 VMCS_ADDRESS = MONITOR_BYTES - isa.PAGE_SIZE
 #: the guest's VPID when the CPU has VPIDs (0 is the host's)
 GUEST_VPID = 1
@@ -182,12 +178,19 @@ class HardwareAssist(Monitor):
 
     @classmethod
     def refusal(cls, cpu: str = "modern", **settings) -> Optional[str]:
-        """Also refuses ``vpid=True`` on a preset without VPID (it arrived with Nehalem)."""
+        """Also refuses ``vpid=True`` on a preset without VPID (it arrived with Nehalem), and
+        ``controls={name: False}`` for a control this mode requires (see the module
+        docstring)."""
         refused = super().refusal(cpu, **settings)
         if refused is None and settings.get("vpid") and not CPU_PRESETS[cpu]["vpid"]:
             refused = (f"the {cpu} CPU preset has no VPID (it arrived with "
                        f"Nehalem): every VM entry and exit flushes the TLB.  Use "
                        f"vpid=False or a later preset")
+        for name, on in (settings.get("controls") or {}).items():
+            if refused is None and name in REQUIRED_CONTROLS.get(cls.name, ()) and \
+                    isinstance(on, (bool, np.bool_)) and not on:
+                refused = (f"{cls.name} requires {name}: without it the monitor "
+                           f"{_WHY_REQUIRED[name]}")
         return refused
 
     def __init__(self, image, *, vpid: Optional[bool] = None,
@@ -196,16 +199,12 @@ class HardwareAssist(Monitor):
                  time_slice: int = DEFAULT_TIME_SLICE, max_roots: int = 32,
                  unshadow_after: int = 16, **settings):
         super().__init__(image, **settings)
-        mode = self.name
         preset = CPU_PRESETS[self.cpu]
-        refused = self.refusal(self.cpu, vpid=vpid)
+        refused = self.refusal(self.cpu, vpid=vpid, controls=controls)
         if refused:
             raise MonitorError(refused)
         if vpid is None:
             vpid = bool(preset["vpid"])
-        if getattr(image, "paravirt", False):
-            raise MonitorError(f"{mode} runs unmodified guests; this image was built with "
-                               f"PARAVIRT=1 (use the paravirt technique)")
         check_settings(("time_slice", time_slice, 1, 10 ** 9), ("max_roots", max_roots, 1, 4000),
                        ("unshadow_after", unshadow_after, 0, 10 ** 9),
                        ("ept_levels", ept_levels, 1, 4))
@@ -231,9 +230,7 @@ class HardwareAssist(Monitor):
             if not isinstance(on, (bool, np.bool_)):
                 raise ValueError(f"control {name!r} must be True or False, got {on!r}")
             if name in required:
-                if not on:
-                    raise MonitorError(f"{mode} requires {name}: without it the monitor "
-                                       f"{_WHY_REQUIRED[name]}")
+                pass                         # (clearing one is refused: see refusal())
             elif name in optional:
                 if on:
                     bits |= CONTROLS[name]
@@ -263,13 +260,18 @@ class HardwareAssist(Monitor):
     def _boot(self) -> None:
         image = self.image
         h = self._place_guest(ring=0, guard_bytes=isa.PAGE_SIZE)
-        base, ram = self.layout.guest_base, self.layout.guest_size
-        v = self.vcpu = VirtualCPU(h.regs, h.mem, base, ram, h.disk, levels=self.levels,
+        layout = self.layout
+        base, ram = layout.guest_base, layout.guest_size
+        v = self.vcpu = VirtualCPU(h.regs, h.mem, base, ram, self.disk, levels=self.levels,
                                    strict=self.strict)
         v.reset(image.entry)
         v.counts_page_faults = False         # the CPU counts each #PF it delivers
-        self.allocator = FrameAllocator(h.mem, isa.PAGE_SIZE, VMCS_ADDRESS)
-        vmcs = self.vmcs = Vmcs(h.mem, VMCS_ADDRESS)
+        #: the VMCS: the last page of the monitor's region (VMCS_ADDRESS in the default
+        #: placement); the shadow or nested tables come from the pages after the first
+        vmcs_address = layout.monitor_top - isa.PAGE_SIZE
+        self.allocator = FrameAllocator(h.mem, layout.monitor_base + isa.PAGE_SIZE,
+                                        vmcs_address)
+        vmcs = self.vmcs = Vmcs(h.mem, vmcs_address)
         if self.name == "hw_shadow":
             self.mmu_state = np.zeros(NUM_CTRL, dtype=np.int64)   # the shadow root the CPU uses
             self.pager = ShadowPager(v, self.mmu_state, h.tlb, self.allocator, self.levels,
@@ -294,10 +296,7 @@ class HardwareAssist(Monitor):
         for name in ("HOST_PC", "HOST_CPL", "HOST_PAGING", "HOST_PTBR"):
             vmcs.write(name, 0)
         h.ctrl[C_TIMER_PERIOD] = self.time_slice   # the monitor's timer: reprogrammed every entry
-        self.stop = "none"
-        self.stop_vector, self.stop_error = -1, 0
         self.exits = 0
-        self.timeline: list = []
         self.injections: Counter = Counter()
         self.shadow_events: Counter = Counter()
         self.transition_flushes = 0
@@ -485,7 +484,7 @@ class HardwareAssist(Monitor):
         """hw_shadow: a page fault in non-root mode -- a hidden fault, a guest page-table write
         or the guest's own fault (during an event delivery if ``idt`` is valid)."""
         v = self.vcpu
-        acc = ACC_WRITE if err & isa.PF_WRITE else ACC_FETCH if err & isa.PF_FETCH else ACC_READ
+        acc = access_of(err)
         cpl = 3 if err & isa.PF_USER else 0
         refs = v.walk_refs
         cr2 = int(v.ctrl[C_FAULT_ADDR])
@@ -518,9 +517,7 @@ class HardwareAssist(Monitor):
         It had counted the delivery it began (and a #PF as it raised it); the CPU exited
         before counting either, so count them here."""
         vec = idt & 0xFF
-        counters = self.vcpu.counters
-        counters[EV_VECTOR_BASE + vec] += 1
-        counters[EV_TRAPS] += 1
+        self.vcpu.count_trap(vec)
         self._count_interrupted_page_fault(idt)
         raise Stop(STOP_TRIPLE_FAULT, vec, self.vmcs.read("IDT_VECTORING_ERROR"))
 
@@ -587,36 +584,21 @@ class HardwareAssist(Monitor):
                        f"{len(self.nested.tables)} nested tables ({self.ept_levels} levels)")
         return out
 
-    def result(self) -> TechniqueResult:
+    def _settle(self) -> None:
         if self.pager is not None and self.pager.events:
             self._drain_pager_events(self.timeline[-1][1] if self.timeline else "shadow")
-        h, v = self.host, self.vcpu
-        hcnt, vcnt = h.counters, v.counters
-        events = {name: int(vcnt[i]) + int(hcnt[i]) for i, name in enumerate(EVENT_NAMES)}
-        vectors = vcnt[EV_VECTOR_BASE:EV_VECTOR_BASE + 256] + hcnt[EV_VECTOR_BASE:
-                                                                   EV_VECTOR_BASE + 256]
-        traps = {isa.VECTOR_KEYS.get(int(vec), f"vector_{int(vec)}"): int(vectors[vec])
-                 for vec in np.nonzero(vectors)[0]}
-        ops = hcnt[EV_OP_BASE:EV_OP_BASE + 256] + vcnt[EV_OP_BASE:EV_OP_BASE + 256]
-        opcodes = {}
-        for op in np.nonzero(ops)[0]:
-            ins = isa.BY_OPCODE.get(int(op))
-            opcodes[ins.mnemonic if ins else f"0x{int(op):02x}"] = int(ops[op])
-        nested = int(hcnt[EV_NESTED_REFS]) * self.cost["walk_ref"]
-        self.cycles["guest"] = int(h.ctrl[C_CYCLES]) - nested + \
-            int(vcnt[EV_IDLE_TICKS]) * self.cost["idle_tick"]
-        self.cycles["memory"] += nested
-        trapped = self.stop in ("unhandled_trap", "triple_fault")
-        result = TechniqueResult.from_view(
-            self.view(), stop=self.stop, instructions=events["instructions"], events=events,
-            traps=traps, opcodes=opcodes, technique=self.name, cpu=self.cpu, strict=self.strict,
-            monitor_events={k: n for k, n in self.events.items() if n},
-            event_cycles={k: c for k, c in self.event_cycles.items() if self.events.get(k)},
-            cycles_by_category=dict(self.cycles),
-            stop_vector=self.stop_vector if trapped else -1,
-            stop_error=self.stop_error if trapped else 0, notes=self.notes())
-        result.exit_timeline = list(self.timeline)
-        return result
+
+    def guest_counters(self) -> np.ndarray:
+        """What the CPU counted in non-root operation plus what the monitor did for the guest
+        on the virtual CPU (emulated instructions, deliveries it finished in software)."""
+        return self.vcpu.counters + self.host.counters
+
+    def cpu_cycles(self) -> Dict[str, int]:
+        """The CPU's cycles running the guest and the guest's idle ticks are ``guest``, except
+        the nested dimension of its walks (EPT entries read), which is ``memory``."""
+        nested = int(self.host.counters[EV_NESTED_REFS]) * self.cost["walk_ref"]
+        idle = int(self.vcpu.counters[EV_IDLE_TICKS]) * self.cost["idle_tick"]
+        return {"guest": int(self.host.ctrl[C_CYCLES]) - nested + idle, "memory": nested}
 
 
 _WHY_REQUIRED = {

@@ -7,30 +7,33 @@ walks, trap deliveries, idle ticks, disk transfers).
 """
 from __future__ import annotations
 
-from ..results import Result, TechniqueResult
+from typing import Dict
+
+import numpy as np
+
+from ..state import C_CYCLES
 from .base import Monitor, native_machine
 
 
 class Native(Monitor):
     name = "native"
     description = "no monitor: the guest kernel runs in ring 0 of the bare machine"
+    #: the guest's RAM *is* the machine's memory, from address 0: there is no host to share
+    places_guest_in_host = False
 
     def _boot(self) -> None:
         self.machine = native_machine(self.image, levels=self.levels, tlb_size=self.tlb_size,
                                       strict=self.strict, trace_size=self.trace_size)
 
     def _run(self, budget: int) -> None:
-        self.raw = self.machine.run(count=budget)
+        raw = self.machine.run(count=budget)
+        self.stop, self.stop_vector, self.stop_error = raw.stop, raw.stop_vector, raw.stop_error
 
     def view(self):
         return self.machine
 
-    def result(self) -> TechniqueResult:
-        raw: Result = self.raw
-        self.cycles["guest"] = raw.cycles
-        return TechniqueResult.from_view(
-            self.machine, stop=raw.stop, instructions=raw.instructions, events=raw.events,
-            traps=raw.traps, opcodes=raw.opcodes, technique=self.name, cpu=self.cpu,
-            strict=self.strict, monitor_events={}, event_cycles={},
-            cycles_by_category=self.cycles, stop_vector=raw.stop_vector,
-            stop_error=raw.stop_error)
+    def guest_counters(self) -> np.ndarray:
+        return self.machine.counters
+
+    def cpu_cycles(self) -> Dict[str, int]:
+        return {"guest": int(self.machine.ctrl[C_CYCLES])}

@@ -11,8 +11,9 @@ arguments in r1..r3 and the result in r0 (the ABI is in :mod:`kernel_sim.guest` 
 How the monitor runs the guest
 ------------------------------
 * **Rings.**  The PV kernel runs in host ring 1 (as 32-bit Xen guests did), user code in ring 3.
-  The guest's RAM sits at machine address ``MONITOR_BYTES`` (boot info word 4 tells the kernel);
-  the monitor's region below it holds only the boot page tables.
+  The guest's RAM sits at machine address ``layout.guest_base`` (``MONITOR_BYTES`` unless the
+  monitor was given an allocation; boot info word 4 tells the kernel); the monitor's region
+  holds only the boot page tables, at its top.
 * **Every trap comes to the monitor** (the host intercepts all 256 vectors):
 
   ========================  ==================================================================
@@ -118,7 +119,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import isa
-from ..results import TechniqueResult
 from ..state import (
     BLK_BAD_ADDRESS,
     BLK_BAD_COMMAND,
@@ -156,15 +156,19 @@ from ..state import (
     EV_SYSRET,
     EV_TLB_FLUSHES,
     EV_TRAPS,
-    EVENT_NAMES,
+    EV_VECTOR_BASE,
     NEVER,
     NUM_CTRL,
     STOP_BUDGET,
+    STOP_HALT,
     STOP_NAMES,
     STOP_TRAP_EXIT,
+    STOP_TRIPLE_FAULT,
+    STOP_UNHANDLED_TRAP,
     STOP_UNTIL,
 )
 from .base import GuestView, Monitor, MonitorError, Needs, check_settings
+from .vcpu import PRIVILEGED_OPS, SENSITIVE_OPS, Stop, TrapDelivery
 
 #: host ticks the guest may run before the monitor takes the CPU back (a scheduling quantum;
 #: an assumption of the model, as in trap_emulate)
@@ -189,9 +193,6 @@ FRAME = isa.PTE_FRAME_MASK
 PAGE = isa.PAGE_SIZE
 P, W = isa.PTE_P, isa.PTE_W
 NONE, LEAF, DIRECTORY = -1, 0, 1         # page types of a guest frame
-MAX_DELIVERIES = 16
-PRIVILEGED_OPS = frozenset(i.opcode for i in isa.INSTRUCTIONS if i.cls == isa.PRIVILEGED)
-SENSITIVE_OPS = frozenset(i.opcode for i in isa.INSTRUCTIONS if i.cls == isa.SENSITIVE)
 _REFLECT = {v: "reflect:" + isa.VECTOR_KEYS.get(v, f"vector_{v}") for v in range(256)}
 
 
@@ -199,12 +200,63 @@ class _Refused(Exception):
     """An update or a root the monitor does not accept (the message says why)."""
 
 
-class _GuestStop(Exception):
-    """The guest cannot go on (shut down, named fault, unusable trap frame)."""
+class _ReflectToRing1(TrapDelivery):
+    """Reflecting a trap into the PV kernel: the bare CPU's delivery rules
+    (:class:`~kernel_sim.monitors.vcpu.TrapDelivery`) with Xen's differences -- the handler
+    comes from the trap table the guest registered (``set_trap_table``), the kernel runs in
+    ring 1, a trap from ring 3 switches to the stack given with ``stack_switch``, the interrupt
+    flag is the event mask in the shared info page, and the frame is written through the
+    guest's own (direct-paging) tables.  The state is the host CPU's ``ctrl`` and ``regs``,
+    which the guest runs on directly."""
 
-    def __init__(self, stop: str, note: str, vector: int = -1, error: int = 0):
-        super().__init__(note)
-        self.stop, self.note, self.vector, self.error = stop, note, vector, error
+    handler_ring = 1
+
+    def __init__(self, mon: "Paravirt"):
+        self.mon = mon
+        self.ctrl, self.regs = mon.host.ctrl, mon.host.regs
+        #: traps reflected into the guest, per vector (the result's ``traps``)
+        self.reflected = np.zeros(256, dtype=np.int64)
+        self.in_a_row, self.last_retired = 0, -1
+
+    def count_trap(self, vec: int) -> None:
+        self.reflected[vec] += 1
+        self.mon.host.counters[EV_TRAPS] += 1
+
+    def trap_handler(self, vec: int, err: int, rp: int) -> int:
+        table = self.mon.trap_table
+        if table is None or table[vec] == 0:
+            raise Stop(STOP_UNHANDLED_TRAP, vec, err,
+                       f"{isa.VECTOR_KEYS.get(vec, f'vector {vec}')} at 0x{rp:08x} in ring "
+                       f"{int(self.ctrl[C_CPL])}: the guest registered no handler for vector "
+                       f"{vec}")
+        return table[vec]
+
+    def deliveries_in_a_row(self) -> int:
+        """The host CPU retires the guest's instructions: a delivery with none retired since
+        the last one is one more in a row."""
+        retired = int(self.mon.host.counters[EV_INSTRUCTIONS])
+        self.in_a_row = self.in_a_row + 1 if retired == self.last_retired else 1
+        self.last_retired = retired
+        return self.in_a_row
+
+    def kernel_stack(self, vec: int, err: int) -> int:
+        if self.mon.ksp is None:
+            raise Stop(STOP_TRIPLE_FAULT, vec, err,
+                       f"{isa.VECTOR_KEYS.get(vec, f'vector {vec}')} from user mode but the "
+                       f"guest gave no kernel stack (stack_switch)")
+        return self.mon.ksp
+
+    def interrupt_flag(self) -> int:
+        return 0 if self.mon._shared(SI_MASK) else 1
+
+    def mask_interrupts(self) -> None:
+        self.mon._shared(SI_MASK, 1)
+
+    def frame_slot(self, va: int) -> int:
+        return self.mon._walk(va, True)
+
+    def write_frame(self, slot: int, value: int) -> None:
+        self.mon.mem[slot >> 2] = value & 0xFFFFFFFF
 
 
 class Paravirt(Monitor):
@@ -216,7 +268,9 @@ class Paravirt(Monitor):
     """
 
     name = "paravirt"
-    needs = Needs(guest_build="paravirt", guest_knobs=("batch",), same_kernel_as_native=False)
+    needs = Needs(guest_build="paravirt", guest_knobs=("batch",), same_kernel_as_native=False,
+                  page_table_levels=(2,),
+                  why_levels="the PARAVIRT kernel is built for 2-level page tables")
     description = ("modified (PARAVIRT=1) kernel in ring 1: hypercalls instead of privileged "
                    "instructions, validated page-table updates (direct paging)")
 
@@ -231,14 +285,6 @@ class Paravirt(Monitor):
                        ("guard_bytes", guard_bytes, 0, 1 << 24))
         if guard_bytes % PAGE:
             raise ValueError(f"guard_bytes must be a multiple of {PAGE}")
-        if self.levels != 2:
-            raise ValueError(f"the paravirt technique runs the PARAVIRT kernel, which is built "
-                             f"for 2-level page tables; levels={self.levels!r} is not supported")
-        if not getattr(image, "paravirt", False):
-            raise MonitorError("the paravirt technique runs a kernel built with PARAVIRT=1 "
-                               "(build_guest(..., paravirt=True)); this image is a plain build: "
-                               "run it with native, emulation, trap_emulate or "
-                               "binary_translation")
         ram = np.asarray(image.ram)
         size = int(image.ram_size)
         if size % PAGE or size < 2 * PAGE or len(ram) * 4 < size:
@@ -268,10 +314,14 @@ class Paravirt(Monitor):
         h.mem[(moff >> 2) + BI_MOFF] = moff          # where the guest's RAM really is
         self.shinfo = moff + int(image.ram[BI_SHINFO])
         self.shinfo_frame = int(image.ram[BI_SHINFO]) // PAGE
-        # boot page tables in the monitor's region (Xen's domain builder makes them too): guest
-        # virtual va -> machine moff + va for the whole RAM, supervisor, writable
+        # boot page tables at the top of the monitor's region (Xen's domain builder makes them
+        # too): guest virtual va -> machine moff + va for the whole RAM, supervisor, writable
         ntables = -(-size // (PAGE * 1024))
-        self.boot_tables = (moff - (ntables + 1) * PAGE, moff)   #: host range, monitor-owned
+        top = self.layout.monitor_top
+        if (ntables + 1) * PAGE > self.layout.monitor_size:
+            raise MonitorError(f"the monitor's region is too small for the {ntables + 1} pages "
+                               f"of boot page tables")
+        self.boot_tables = (top - (ntables + 1) * PAGE, top)     #: host range, monitor-owned
         root = self.boot_tables[0]
         for t in range(ntables):
             table = root + (t + 1) * PAGE
@@ -298,12 +348,10 @@ class Paravirt(Monitor):
         self.timer_period, self.timer_deadline = 0, NEVER
         self.blk = [0, 0, BLK_OK]
         self.console = bytearray()
-        self.reflected = np.zeros(256, dtype=np.int64)
+        self.traps = _ReflectToRing1(self)
         self.refusals: list = []
-        self.stop, self.stop_vector, self.stop_error = "none", -1, 0
         self.stop_notes: list = []
         self.exit_status = None
-        self.deliveries, self.last_retired = 0, -1
 
     # ==== memory helpers ==========================================================================
     def _shared(self, k: int, value: int | None = None) -> int:
@@ -594,7 +642,7 @@ class Paravirt(Monitor):
             self.paging_enabled = True
         elif name == "shutdown":
             self.exit_status = r1
-            raise _GuestStop("halt", f"the guest shut down (shutdown hypercall, status "
+            raise Stop(STOP_HALT, note=f"the guest shut down (shutdown hypercall, status "
                                      f"{r1 - (1 << 32) if r1 & 0x80000000 else r1})")
         regs[0] = result & 0xFFFFFFFF
 
@@ -642,14 +690,14 @@ class Paravirt(Monitor):
         first, last = self._frame(maddr & ~3), self._frame((maddr & ~3) + 511)
         if command not in (isa.BLK_READ, isa.BLK_WRITE):
             status = BLK_BAD_COMMAND
-        elif not 0 <= sector < h.disk_sectors or first < 0 or last < 0:
+        elif not 0 <= sector < len(self.disk) // BLK_SECTOR_WORDS or first < 0 or last < 0:
             status = BLK_BAD_ADDRESS
         elif command == isa.BLK_READ and (self.ptype[first] != NONE or
                                           self.ptype[last] != NONE):
             status = BLK_BAD_ADDRESS         # DMA into a page table would bypass validation
         else:
             word = (maddr & ~3) >> 2
-            disk = h.disk[sector * BLK_SECTOR_WORDS:(sector + 1) * BLK_SECTOR_WORDS]
+            disk = self.disk[sector * BLK_SECTOR_WORDS:(sector + 1) * BLK_SECTOR_WORDS]
             if command == isa.BLK_READ:
                 self.mem[word:word + BLK_SECTOR_WORDS] = disk
                 h.counters[EV_BLK_READS] += 1
@@ -667,7 +715,7 @@ class Paravirt(Monitor):
             return
         hc = self.host.ctrl
         if self.timer_deadline == NEVER:
-            raise _GuestStop("halt", "the guest blocked with no timer armed: nothing can ever "
+            raise Stop(STOP_HALT, note="the guest blocked with no timer armed: nothing can ever "
                                      "wake it")
         ticks = int(hc[C_TICKS])
         if self.timer_deadline > ticks:
@@ -683,8 +731,9 @@ class Paravirt(Monitor):
         try:
             _, pc, cpl, flags, old_sp = (self._read_va(sp + 4 * k) for k in range(5))
         except _Refused as why:
-            raise _GuestStop("triple_fault", f"iret/sysret with an unreadable frame at sp "
-                                             f"0x{sp:08x}: {why}", isa.VEC_GP) from None
+            raise Stop(STOP_TRIPLE_FAULT, isa.VEC_GP,
+                       note=f"iret/sysret with an unreadable frame at sp 0x{sp:08x}: "
+                            f"{why}") from None
         if sysret:
             cpl, flags = 3, isa.FLAG_IF
             h.counters[EV_SYSRET] += 1
@@ -697,39 +746,11 @@ class Paravirt(Monitor):
 
     # ==== reflecting traps into the guest =========================================================
     def _deliver(self, vec: int, err: int, rp: int, transition: bool = True) -> None:
-        """Bounce a trap to the guest's handler through its trap table (see the docstring)."""
-        h = self.host
-        hc = h.ctrl
-        key = isa.VECTOR_KEYS.get(vec, f"vector {vec}")
-        if self.trap_table is None or self.trap_table[vec] == 0:
-            raise _GuestStop("unhandled_trap", f"{key} at 0x{rp:08x} in ring {int(hc[C_CPL])}: "
-                             f"the guest registered no handler for vector {vec}", vec, err)
-        retired = int(h.counters[EV_INSTRUCTIONS])
-        self.deliveries = self.deliveries + 1 if retired == self.last_retired else 1
-        self.last_retired = retired
-        if self.deliveries > MAX_DELIVERIES:
-            raise _GuestStop("triple_fault", f"{MAX_DELIVERIES} traps in a row without a "
-                             f"retired instruction (last: {key} at 0x{rp:08x})", vec, err)
+        """Bounce a trap to the guest's handler through its trap table (see the docstring):
+        charged as ``reflect:<vector>``, delivered by the rules of
+        :class:`~kernel_sim.monitors.vcpu.TrapDelivery` (:class:`_ReflectToRing1`)."""
         self._charge(_REFLECT[vec], "reflect", "emulation", transition)
-        old_cpl, old_sp = int(hc[C_CPL]), int(h.regs[isa.SP])
-        if old_cpl == 3 and self.ksp is None:
-            raise _GuestStop("triple_fault", f"{key} from user mode but the guest gave no "
-                             f"kernel stack (stack_switch)", vec, err)
-        sp = self.ksp if old_cpl == 3 else old_sp
-        flags = 0 if self._shared(SI_MASK) else isa.FLAG_IF
-        frame = (old_sp, flags, old_cpl, rp, err)
-        where = [self._walk(sp - 4 * (k + 1), True) for k in range(5)]
-        if min(where) < 0:
-            raise _GuestStop("triple_fault", f"cannot push the trap frame for {key}: the kernel "
-                             f"stack at 0x{sp & 0xFFFFFFFF:08x} is not writable", vec, err)
-        for pa, value in zip(where, frame, strict=True):
-            self.mem[pa >> 2] = value & 0xFFFFFFFF
-        h.regs[isa.SP] = (sp - 20) & 0xFFFFFFFF
-        hc[C_CPL] = 1
-        hc[C_PC] = self.trap_table[vec]
-        self._shared(SI_MASK, 1)
-        self.reflected[vec] += 1
-        h.counters[EV_TRAPS] += 1
+        self.traps.deliver(vec, err, rp)
 
     def _deliver_pending(self) -> None:
         """Before returning to the guest: an unmasked pending event is delivered now."""
@@ -779,8 +800,9 @@ class Paravirt(Monitor):
                     return
                 else:
                     raise MonitorError(f"unexpected host stop {STOP_NAMES.get(reason, reason)}")
-        except _GuestStop as s:
-            self.stop, self.stop_vector, self.stop_error = s.stop, s.vector, s.error
+        except Stop as s:
+            self.stop = STOP_NAMES[s.reason]
+            self.stop_vector, self.stop_error = s.vector, s.error
             self.stop_notes.append(s.note)
 
     def _exit(self, vec: int, err: int) -> None:
@@ -807,8 +829,8 @@ class Paravirt(Monitor):
             mnemonic = isa.BY_OPCODE[op].mnemonic
             kind = "privileged" if op in PRIVILEGED_OPS else "sensitive"
             self._charge("paravirt:privileged_fault", None, "transitions")
-            raise _GuestStop("unhandled_trap", f"{kind} instruction {mnemonic} at 0x{pc:08x}: a "
-                             f"paravirtual kernel must use hypercalls", vec, err)
+            raise Stop(STOP_UNHANDLED_TRAP, vec, err, f"{kind} instruction {mnemonic} at "
+                       f"0x{pc:08x}: a paravirtual kernel must use hypercalls")
         if vec == isa.VEC_PF:
             va = int(hc[C_FAULT_ADDR])
             self._shared(SI_CR2, va)
@@ -842,9 +864,9 @@ class Paravirt(Monitor):
         v[C_TIMER_PENDING] = self._shared(SI_PENDING)
         v[C_BLK_SECTOR], v[C_BLK_BUFFER], v[C_BLK_STATUS] = self.blk
         v[C_LEVELS], v[C_MEM_BYTES], v[C_STRICT] = 2, self.size, int(self.strict)
-        v[C_DISK_SECTORS] = h.disk_sectors
+        v[C_DISK_SECTORS] = len(self.disk) // BLK_SECTOR_WORDS
         ram = h.mem[self.moff >> 2:(self.moff + self.size) >> 2]
-        return GuestView(h.regs, v, ram, h.disk, bytes(self.console), 2,
+        return GuestView(h.regs, v, ram, self.disk, bytes(self.console), 2,
                          frame_to_gpa=self._frame_to_gpa)
 
     def notes(self) -> list:
@@ -855,24 +877,16 @@ class Paravirt(Monitor):
             out.append(f"{len(self.refusals)} refused request(s); first: {self.refusals[0]}")
         return out
 
-    def result(self) -> TechniqueResult:
-        h = self.host
-        cnt = h.counters
-        events = {name: int(cnt[i]) for i, name in enumerate(EVENT_NAMES)}
-        events["traps"] = int(self.reflected.sum())
-        traps = {isa.VECTOR_KEYS.get(int(v), f"vector_{int(v)}"): int(self.reflected[v])
-                 for v in np.nonzero(self.reflected)[0]}
-        opcodes = {}
-        for op in np.nonzero(cnt[EV_OP_BASE:EV_OP_BASE + 256])[0]:
-            ins = isa.BY_OPCODE.get(int(op))
-            opcodes[ins.mnemonic if ins else f"0x{int(op):02x}"] = int(cnt[EV_OP_BASE + op])
-        self.cycles["guest"] = int(h.ctrl[C_CYCLES])
-        return TechniqueResult.from_view(
-            self.view(), stop=self.stop, instructions=events["instructions"], events=events,
-            traps=traps, opcodes=opcodes, technique=self.name, cpu=self.cpu, strict=self.strict,
-            monitor_events=dict(self.events), event_cycles=dict(self.event_cycles),
-            cycles_by_category=dict(self.cycles), stop_vector=self.stop_vector,
-            stop_error=self.stop_error, notes=self.notes())
+    def guest_counters(self) -> np.ndarray:
+        """The host CPU's counts (it runs the guest directly), except the traps: the guest
+        sees only those the monitor reflected into it, not the host's exits."""
+        counters = self.host.counters.copy()
+        counters[EV_VECTOR_BASE:EV_VECTOR_BASE + 256] = self.traps.reflected
+        counters[EV_TRAPS] = self.traps.reflected.sum()
+        return counters
+
+    def cpu_cycles(self) -> dict:
+        return {"guest": int(self.host.ctrl[C_CYCLES])}
 
 
 __all__ = ["Paravirt", "DEFAULT_TIME_SLICE", "HYPERCALLS"]

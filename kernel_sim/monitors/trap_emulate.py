@@ -53,7 +53,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import isa
-from ..results import TechniqueResult
 from ..state import (
     C_CPL,
     C_CYCLES,
@@ -75,30 +74,20 @@ from ..state import (
     EV_POPF_IGNORED,
     EV_TLB_HIT,
     EV_TLB_MISS,
-    EV_VECTOR_BASE,
     EV_WALK_REFS,
-    EVENT_NAMES,
     STOP_BUDGET,
     STOP_NAMES,
     STOP_TRAP_EXIT,
 )
 from .base import MONITOR_BYTES, GuestView, Monitor, MonitorError, Needs, check_settings
 from .shadow import FrameAllocator, ShadowPager, emulate_store
-from .vcpu import (
-    ACC_FETCH,
-    ACC_READ,
-    ACC_WRITE,
-    MNEMONIC,
-    PRIVILEGED_OPS,
-    SENSITIVE_OPS,
-    Stop,
-    VirtualCPU,
-)
+from .vcpu import ACC_FETCH, MNEMONIC, PRIVILEGED_OPS, SENSITIVE_OPS, Stop, VirtualCPU, access_of
 
 #: host ticks the guest may run before the monitor takes the CPU back (when the virtual timer is
 #: off or further away); an assumption of the model, like a hypervisor's scheduling quantum
 DEFAULT_TIME_SLICE = 50_000
-#: the monitor's own trap-vector table (what a non-strict RDTVB leaks): the last monitor page
+#: the monitor's own trap-vector table (what a non-strict RDTVB leaks): the last page of the
+#: monitor's region -- here in the default placement; ``monitor.monitor_tvb`` in any placement
 MONITOR_TVB = MONITOR_BYTES - isa.PAGE_SIZE
 _REFLECT = {v: "reflect:" + isa.VECTOR_KEYS.get(v, f"vector_{v}") for v in range(256)}
 _EMULATE = {op: "emulate:" + MNEMONIC[op] for op in PRIVILEGED_OPS | SENSITIVE_OPS}
@@ -122,6 +111,9 @@ class TrapEmulate(Monitor):
 
     name = "trap_emulate"
     needs = Needs(strict_isa="choice")
+    #: the event a store to a page the shadow pager write-protects (not a page table) counts
+    #: under; trap_emulate protects none, binary translation its code pages
+    protected_write_event = "shadow:protected_write"
     description = ("guest kernel deprivileged to ring 1; privileged instructions trap and are "
                    "emulated; shadow page tables")
 
@@ -133,9 +125,6 @@ class TrapEmulate(Monitor):
                        ("guard_bytes", guard_bytes, 0, 1 << 24))
         if guard_bytes % isa.PAGE_SIZE:
             raise ValueError(f"guard_bytes must be a multiple of {isa.PAGE_SIZE}")
-        if getattr(image, "paravirt", False):
-            raise MonitorError("trap_emulate runs unmodified guests; this image was built with "
-                               "PARAVIRT=1 (use the paravirt technique)")
         self.time_slice = int(time_slice)
         self.max_roots = int(max_roots)
         self.unshadow_after = int(unshadow_after)
@@ -146,22 +135,22 @@ class TrapEmulate(Monitor):
         image = self.image
         # the host's own trap deliveries are monitor entries, charged as transitions
         h = self._place_guest(ring=1, guard_bytes=self.guard_bytes, costs={"trap": 0})
-        base, ram = self.layout.guest_base, self.layout.guest_size
-        self.vcpu = VirtualCPU(h.regs, h.mem, base, ram, h.disk, levels=self.levels,
-                               strict=self.strict)
+        layout = self.layout
+        self.vcpu = VirtualCPU(h.regs, h.mem, layout.guest_base, layout.guest_size, self.disk,
+                               levels=self.levels, strict=self.strict)
         self.vcpu.reset(image.entry)
-        self.allocator = FrameAllocator(h.mem, 0, MONITOR_TVB)
+        #: the monitor's own trap-vector table (what a non-strict RDTVB leaks): its last page
+        self.monitor_tvb = layout.monitor_top - isa.PAGE_SIZE
+        self.allocator = FrameAllocator(h.mem, layout.monitor_base, self.monitor_tvb)
         self.pager = ShadowPager(self.vcpu, h.ctrl, h.tlb, self.allocator, self.levels,
                                  max_roots=self.max_roots,
                                  unshadow_after=self.unshadow_after)
         hc = h.ctrl
         hc[C_PAGING] = 1                       # the host always walks shadow tables
         hc[C_IF] = 1                           # the host's IF stays on: the guest's is virtual
-        hc[C_TVB] = MONITOR_TVB
+        hc[C_TVB] = self.monitor_tvb
         hc[C_TIMER_PERIOD] = self.time_slice   # any non-zero period: reprogrammed every entry
         h.intercept[:] = 1                     # every trap comes to the monitor
-        self.stop = "none"
-        self.stop_vector, self.stop_error = -1, 0
         self.exits = 0
 
     # ---- bookkeeping -------------------------------------------------------------------------
@@ -196,10 +185,10 @@ class TrapEmulate(Monitor):
 
     # ---- the run loop ------------------------------------------------------------------------
     def _run(self, budget: int) -> None:
-        hc, vc = self.host.ctrl, self.vcpu.ctrl
+        """Inject due virtual interrupts and enter the guest until the budget is spent or the
+        guest stops; each entry is :meth:`_enter_guest` (binary translation overrides it)."""
         h0 = self.host.counters.item(EV_INSTRUCTIONS)
         v0 = self.vcpu.counters.item(EV_INSTRUCTIONS)
-        hget, vget = hc.item, vc.item          # .item(i): a plain int, cheaper than vc[i]
         try:
             while True:
                 if self._inject_due_interrupt():
@@ -208,18 +197,22 @@ class TrapEmulate(Monitor):
                 if retired >= budget:
                     self.stop = STOP_NAMES[STOP_BUDGET]
                     return
-                # enter the guest: it runs directly on the host CPU until something traps;
-                # ring compression: virtual ring 0 runs in host ring 1
-                reason = self._enter_host(vget(C_PC), vget(C_CPL) or 1, budget - retired)
-                vc[C_PC] = hget(C_PC)
-                if reason == STOP_TRAP_EXIT:
-                    self.exits += 1
-                    self._exit(hget(C_STOP_VECTOR), hget(C_STOP_ERROR))
-                elif reason != STOP_BUDGET:
-                    raise MonitorError(f"unexpected host stop {STOP_NAMES.get(reason, reason)}")
+                self._enter_guest(budget - retired)
         except Stop as s:
             self.stop = STOP_NAMES[s.reason]
             self.stop_vector, self.stop_error = s.vector, s.error
+
+    def _enter_guest(self, allowed: int) -> None:
+        """Run the guest directly for at most ``allowed`` instructions and handle the trap that
+        stopped it.  Ring compression: virtual ring 0 runs in host ring 1."""
+        hc, vc = self.host.ctrl, self.vcpu.ctrl
+        reason = self._enter_host(vc.item(C_PC), vc.item(C_CPL) or 1, allowed)
+        vc[C_PC] = hc.item(C_PC)
+        if reason == STOP_TRAP_EXIT:
+            self.exits += 1
+            self._exit(hc.item(C_STOP_VECTOR), hc.item(C_STOP_ERROR))
+        elif reason != STOP_BUDGET:
+            raise MonitorError(f"unexpected host stop {STOP_NAMES.get(reason, reason)}")
 
     def _inject_due_interrupt(self) -> bool:
         """Steps 1-2 of a native step, on the virtual CPU: when the virtual timer is due and the
@@ -301,14 +294,15 @@ class TrapEmulate(Monitor):
 
     def _page_fault(self, va: int, err: int, pc: int) -> None:
         v = self.vcpu
-        acc = ACC_WRITE if err & isa.PF_WRITE else ACC_FETCH if err & isa.PF_FETCH else ACC_READ
+        acc = access_of(err)
         refs = v.walk_refs
         kind, fvec, ferr = self.pager.page_fault(va, acc, int(v.ctrl[C_CPL]))
         refs = v.walk_refs - refs
         if kind == "hidden_fault":
             self._charge("shadow:hidden_fault", "shadow_fill", "memory", walk_refs=refs)
-        elif kind == "pt_write":
-            self._charge("shadow:pt_write", "shadow_pt_write", "memory", walk_refs=refs)
+        elif kind in ("pt_write", "protected_write"):    # a store the monitor must do
+            name = "shadow:pt_write" if kind == "pt_write" else self.protected_write_event
+            self._charge(name, "shadow_pt_write", "memory", walk_refs=refs)
             fault = emulate_store(v, self._fetch(pc), known_va=va, known_gpa=fvec)
             if fault is not None:
                 v.deliver(fault[0], fault[1], pc)
@@ -342,35 +336,26 @@ class TrapEmulate(Monitor):
                        f"were silently ignored; the virtual IF was not restored")
         return out
 
-    def result(self) -> TechniqueResult:
+    def _settle(self) -> None:
         if self.pager.events:                  # a run that stopped inside an exit
             self._drain_pager_events()
-        h, v = self.host, self.vcpu
-        hcnt, vcnt = h.counters, v.counters
-        events = {name: int(vcnt[i]) for i, name in enumerate(EVENT_NAMES)}
-        events["instructions"] += int(hcnt[EV_INSTRUCTIONS])
-        for idx, name in ((EV_TLB_HIT, "tlb_hits"), (EV_TLB_MISS, "tlb_misses"),
-                          (EV_WALK_REFS, "walk_refs"), (EV_POPF_IGNORED, "popf_ignored")):
-            events[name] = int(hcnt[idx])
-        traps = {}
-        for vec in np.nonzero(vcnt[EV_VECTOR_BASE:EV_VECTOR_BASE + 256])[0]:
-            traps[isa.VECTOR_KEYS.get(int(vec), f"vector_{int(vec)}")] = int(
-                vcnt[EV_VECTOR_BASE + vec])
-        ops = hcnt[EV_OP_BASE:EV_OP_BASE + 256] + vcnt[EV_OP_BASE:EV_OP_BASE + 256]
-        opcodes = {}
-        for op in np.nonzero(ops)[0]:
-            ins = isa.BY_OPCODE.get(int(op))
-            opcodes[ins.mnemonic if ins else f"0x{int(op):02x}"] = int(ops[op])
-        self.cycles["guest"] = int(h.ctrl[C_CYCLES]) + int(vcnt[EV_IDLE_TICKS]) * \
-            self.cost["idle_tick"]
-        trapped = self.stop in ("unhandled_trap", "triple_fault")
-        return TechniqueResult.from_view(
-            self.view(), stop=self.stop, instructions=events["instructions"], events=events,
-            traps=traps, opcodes=opcodes, technique=self.name, cpu=self.cpu, strict=self.strict,
-            monitor_events=dict(self.events), event_cycles=dict(self.event_cycles),
-            cycles_by_category=dict(self.cycles),
-            stop_vector=self.stop_vector if trapped else -1,
-            stop_error=self.stop_error if trapped else 0, notes=self.notes())
+
+    def guest_counters(self) -> np.ndarray:
+        """The virtual CPU's counts (what the monitor did for the guest) plus what the host CPU
+        counted running the guest directly: its instructions and opcodes, and the TLB, walk and
+        ignored-POPF counts (the host's TLB and walks stand for the guest's)."""
+        hcnt = self.host.counters
+        counters = self.vcpu.counters.copy()
+        counters[EV_INSTRUCTIONS] += hcnt[EV_INSTRUCTIONS]
+        for idx in (EV_TLB_HIT, EV_TLB_MISS, EV_WALK_REFS, EV_POPF_IGNORED):
+            counters[idx] = hcnt[idx]
+        counters[EV_OP_BASE:EV_OP_BASE + 256] += hcnt[EV_OP_BASE:EV_OP_BASE + 256]
+        return counters
+
+    def cpu_cycles(self) -> dict[str, int]:
+        """The host CPU's cycles running the guest, and the idle ticks the guest slept."""
+        return {"guest": int(self.host.ctrl[C_CYCLES]) +
+                int(self.vcpu.counters[EV_IDLE_TICKS]) * self.cost["idle_tick"]}
 
 
 __all__ = ["TrapEmulate", "DEFAULT_TIME_SLICE", "MONITOR_TVB"]

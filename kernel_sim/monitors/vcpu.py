@@ -12,7 +12,9 @@ on the guest's behalf:
   instructions += 1, its opcode is counted, pc moves on;
 * **reflecting** a trap into the guest: the native delivery rules (vector table read through the
   guest's page tables, five-word frame pushed as supervisor writes, ring 0, IF = 0, the storm and
-  triple-fault rules) applied to the virtual state;
+  triple-fault rules) applied to the virtual state.  The rules are written once, in
+  :class:`TrapDelivery`; the paravirt monitor reflects traps into its ring-1 kernel with them
+  too;
 * **virtual devices**: the console (bytes go to a monitor-owned buffer), the timer (counted in
   guest ticks) and the block device (DMA into guest-physical memory from the virtual disk).
 
@@ -105,7 +107,7 @@ MAX_DELIVERIES = 16
 #: the instructions a deprivileged guest kernel traps on (emulated against the virtual CPU)
 PRIVILEGED_OPS = frozenset(i.opcode for i in isa.INSTRUCTIONS if i.cls == isa.PRIVILEGED)
 #: sensitive but unprivileged: they trap only on a strict machine
-SENSITIVE_OPS = frozenset((isa.OP_PUSHF, isa.OP_POPF, isa.OP_GETCPL, isa.OP_RDTVB))
+SENSITIVE_OPS = frozenset(i.opcode for i in isa.INSTRUCTIONS if i.cls == isa.SENSITIVE)
 MNEMONIC = {i.opcode: i.mnemonic.lower() for i in isa.INSTRUCTIONS}
 _CR_INDEX = dict(enumerate(CR_TO_CTRL))
 _P, _W, _U, _A, _D = isa.PTE_P, isa.PTE_W, isa.PTE_U, isa.PTE_A, isa.PTE_D
@@ -113,14 +115,120 @@ _FRAME = isa.PTE_FRAME_MASK
 
 
 class Stop(Exception):
-    """The guest cannot go on (unhandled trap, triple fault, halt): ``reason`` is a STOP_* code."""
+    """The guest cannot go on (unhandled trap, triple fault, halt): ``reason`` is a STOP_* code;
+    ``vector`` and ``error`` name the trap, if there was one; ``note`` says why in words, for
+    the result's notes (empty when the stop reason says it all)."""
 
-    def __init__(self, reason: int, vector: int = -1, error: int = 0):
-        super().__init__(reason)
-        self.reason, self.vector, self.error = reason, vector, error
+    def __init__(self, reason: int, vector: int = -1, error: int = 0, note: str = ""):
+        super().__init__(note or reason)
+        self.reason, self.vector, self.error, self.note = reason, vector, error, note
 
 
-class VirtualCPU:
+def _trap_name(vec: int) -> str:
+    return isa.VECTOR_KEYS.get(vec, f"vector {vec}")
+
+
+class TrapDelivery:
+    """Delivering a trap or an interrupt to a guest whose CPU a monitor keeps in software.
+
+    The bare CPU delivers traps in jitted code (:mod:`kernel_sim.cpu`); a monitor that reflects
+    a trap into its guest must do *exactly* the same to the guest's state, or the guest would
+    notice.  This is the one Python implementation of the "Trap delivery" rules of
+    :mod:`kernel_sim.state`, in their order:
+
+    1. the trap is counted (``counters[EV_VECTOR_BASE + vec]`` and ``EV_TRAPS``: a trap that
+       cannot be delivered is counted too) and pc = the return pc;
+    2. the handler is looked up (no handler: the run stops with ``unhandled_trap``);
+    3. one more delivery without a retired instruction in between: more than
+       :data:`MAX_DELIVERIES` in a row is a fault storm (``triple_fault``);
+    4. the stack: a trap from a less privileged ring than the handler's switches to the kernel
+       stack (the KSP), otherwise the frame goes on the current stack;
+    5. the five-word frame ``old sp, old flags (IF << 9), old ring, return pc, error code``
+       is pushed as supervisor writes -- every slot is translated first, so a frame that
+       cannot be pushed (``triple_fault``) changes nothing in memory;
+    6. the handler runs: ring = :attr:`handler_ring`, interrupts masked, pc = handler.
+
+    A subclass says where the state lives -- ``ctrl`` and ``regs`` in the layouts of
+    :mod:`kernel_sim.state` (pc, ring, sp) -- and answers the questions that differ between a
+    virtual CPU and a paravirtual one: where the handler comes from (:meth:`trap_handler`),
+    how deliveries in a row are counted (:meth:`deliveries_in_a_row`), the kernel stack
+    (:meth:`kernel_stack`), the interrupt flag (:meth:`interrupt_flag`,
+    :meth:`mask_interrupts`), the frame's memory (:meth:`frame_slot`, :meth:`write_frame`) and
+    the counters (:meth:`count_trap`).
+    """
+
+    #: the ring a trap handler runs in: 0 on the bare machine; a paravirtual kernel runs in 1
+    handler_ring = 0
+    ctrl: np.ndarray
+    regs: np.ndarray
+
+    def deliver(self, vec: int, err: int, rp: int) -> None:
+        """Deliver trap ``vec`` with error code ``err`` and return pc ``rp`` into the guest.
+
+        Raises :class:`Stop` for an unhandled trap or a triple fault, as the bare CPU stops.
+        """
+        c, regs = self.ctrl, self.regs
+        self.count_trap(vec)
+        c[C_PC] = rp
+        handler = self.trap_handler(vec, err, rp)
+        if self.deliveries_in_a_row() > MAX_DELIVERIES:
+            raise Stop(STOP_TRIPLE_FAULT, vec, err,
+                       f"{MAX_DELIVERIES} traps in a row without a retired instruction (last: "
+                       f"{_trap_name(vec)} at 0x{rp:08x})")
+        old_cpl, old_sp = int(c[C_CPL]), int(regs[SP])
+        sp = self.kernel_stack(vec, err) if old_cpl > self.handler_ring else old_sp
+        frame = (old_sp, self.interrupt_flag() << 9, old_cpl, rp, err)
+        slots = []
+        for k in range(5):
+            slot = self.frame_slot(sp - 4 * (k + 1))
+            if slot < 0:
+                raise Stop(STOP_TRIPLE_FAULT, vec, err,
+                           f"cannot push the trap frame for {_trap_name(vec)}: the kernel stack "
+                           f"at 0x{sp & MASK32:08x} is not writable")
+            slots.append(slot)
+        for slot, value in zip(slots, frame, strict=True):
+            self.write_frame(slot, value)
+        regs[SP] = (sp - 20) & MASK32
+        c[C_CPL] = self.handler_ring
+        self.mask_interrupts()
+        c[C_PC] = handler
+
+    # ---- what a subclass answers ------------------------------------------------------------
+    def count_trap(self, vec: int) -> None:
+        """Count one trap of vector ``vec`` (step 1)."""
+        raise NotImplementedError
+
+    def trap_handler(self, vec: int, err: int, rp: int) -> int:
+        """The handler's address for ``vec``; raises :class:`Stop` when there is none."""
+        raise NotImplementedError
+
+    def deliveries_in_a_row(self) -> int:
+        """Count this delivery; return how many there were since the last retired instruction."""
+        raise NotImplementedError
+
+    def kernel_stack(self, vec: int, err: int) -> int:
+        """The stack a trap from a less privileged ring switches to; raises :class:`Stop`
+        (``triple_fault``) if the guest has none."""
+        raise NotImplementedError
+
+    def interrupt_flag(self) -> int:
+        """The guest's interrupt flag, 0 or 1, as the frame records it."""
+        raise NotImplementedError
+
+    def mask_interrupts(self) -> None:
+        """IF = 0 for the handler."""
+        raise NotImplementedError
+
+    def frame_slot(self, va: int) -> int:
+        """Where the frame word at guest-virtual ``va`` goes (a supervisor write), or -1."""
+        raise NotImplementedError
+
+    def write_frame(self, slot: int, value: int) -> None:
+        """Store one frame word at a place :meth:`frame_slot` returned."""
+        raise NotImplementedError
+
+
+class VirtualCPU(TrapDelivery):
     """The guest's CPU as the monitor keeps it in software.
 
     Parameters
@@ -289,16 +397,14 @@ class VirtualCPU:
         """Step 2: a pending timer interrupt is taken now (IF = 1)."""
         return bool(self.ctrl[C_IF]) and bool(self.ctrl[C_TIMER_PENDING])
 
-    def deliver(self, vec: int, err: int, rp: int) -> None:
-        """Deliver trap ``vec`` into the guest (native delivery rules on the virtual state).
-
-        Raises :class:`Stop` for an unhandled trap or a triple fault, as the bare CPU stops.
-        """
-        c = self.ctrl
+    # ---- trap delivery (the rules are in TrapDelivery.deliver) -------------------------------
+    def count_trap(self, vec: int) -> None:
         self.counters[EV_VECTOR_BASE + vec] += 1
         self.counters[EV_TRAPS] += 1
-        c[C_PC] = rp
-        tvb = int(c[C_TVB])
+
+    def trap_handler(self, vec: int, err: int, rp: int) -> int:
+        """The word at ``TVB + 4*vec``, read through the guest's tables as a supervisor read."""
+        tvb = int(self.ctrl[C_TVB])
         if tvb == isa.NO_TVB:
             raise Stop(STOP_UNHANDLED_TRAP, vec, err)
         pa = self.translate(tvb + 4 * vec, ACC_READ, 0)
@@ -307,25 +413,27 @@ class VirtualCPU:
         handler = int(self.ram[pa >> 2])
         if handler == 0:
             raise Stop(STOP_UNHANDLED_TRAP, vec, err)
-        c[C_DELIVERIES] += 1
-        if c[C_DELIVERIES] > MAX_DELIVERIES:
-            raise Stop(STOP_TRIPLE_FAULT, vec, err)
-        old_cpl = int(c[C_CPL])
-        old_sp = int(self.regs[SP])
-        sp = int(c[C_KSP]) if old_cpl > 0 else old_sp
-        frame = (old_sp, int(c[C_IF]) << 9, old_cpl, rp, err)
-        where = []
-        for k in range(5):
-            p = self.translate(sp - 4 * (k + 1), ACC_WRITE, 0)
-            if p < 0:
-                raise Stop(STOP_TRIPLE_FAULT, vec, err)
-            where.append(p)
-        for p, value in zip(where, frame, strict=True):
-            self.write_phys(p, value)
-        self.regs[SP] = (sp - 20) & MASK32
-        c[C_CPL] = 0
-        c[C_IF] = 0
-        c[C_PC] = handler
+        return handler
+
+    def deliveries_in_a_row(self) -> int:
+        """``ctrl[C_DELIVERIES]``, which every retired instruction resets (:meth:`retire`)."""
+        self.ctrl[C_DELIVERIES] += 1
+        return int(self.ctrl[C_DELIVERIES])
+
+    def kernel_stack(self, vec: int, err: int) -> int:
+        return int(self.ctrl[C_KSP])
+
+    def interrupt_flag(self) -> int:
+        return int(self.ctrl[C_IF])
+
+    def mask_interrupts(self) -> None:
+        self.ctrl[C_IF] = 0
+
+    def frame_slot(self, va: int) -> int:
+        return self.translate(va, ACC_WRITE, 0)
+
+    def write_frame(self, slot: int, value: int) -> None:
+        self.write_phys(slot, value)
 
     def retire(self, op: int, npc: int) -> None:
         """An emulated instruction completes: exactly what retiring does on the bare CPU."""
@@ -522,10 +630,19 @@ class _GuestFault(Exception):
         self.vector, self.error = vector, error
 
 
+def access_of(error_code: int) -> int:
+    """The access (:data:`ACC_READ`, :data:`ACC_WRITE`, :data:`ACC_FETCH`) a page fault's
+    error code says faulted."""
+    if error_code & isa.PF_WRITE:
+        return ACC_WRITE
+    return ACC_FETCH if error_code & isa.PF_FETCH else ACC_READ
+
+
 def is_emulated(op: int, strict: bool) -> bool:
     """Does a ring-0 guest instruction with opcode ``op`` trap when run deprivileged?"""
     return op in PRIVILEGED_OPS or (strict and op in SENSITIVE_OPS)
 
 
-__all__ = ["VirtualCPU", "Stop", "BUS_ERROR", "ACC_READ", "ACC_WRITE", "ACC_FETCH",
-           "PRIVILEGED_OPS", "SENSITIVE_OPS", "MNEMONIC", "is_emulated"]
+__all__ = ["VirtualCPU", "TrapDelivery", "Stop", "MAX_DELIVERIES", "BUS_ERROR", "ACC_READ",
+           "ACC_WRITE", "ACC_FETCH",
+           "PRIVILEGED_OPS", "SENSITIVE_OPS", "MNEMONIC", "access_of", "is_emulated"]
