@@ -254,8 +254,8 @@ def takes_guest_knob(technique: str, knob: str) -> bool:
 
 def records_exit_timeline(technique: str) -> bool:
     """Is the technique's monitor a VMCS-based one, whose every monitor event is a VM exit
-    recorded on the exit timeline?  (Answered from its settings: it takes VMCS ``controls``.)"""
-    return "controls" in monitor_settings(technique)
+    recorded on the exit timeline?  (Its class declares it: ``needs.vm_exits``.)"""
+    return monitor_class(technique).needs.vm_exits
 
 
 def default_strict(technique: str) -> bool:

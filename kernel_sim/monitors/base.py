@@ -308,6 +308,9 @@ class Needs:
     ``page_table_levels``, ``why_levels``
         the page-table levels (the ``levels`` setting) the technique can run, and why it
         cannot run the others (for the refusal's message).
+    ``vm_exits``
+        True when the guest runs under a VMCS (hardware assist): every monitor event is then a
+        VM exit named by Intel's basic exit reason, and the monitor records an exit timeline.
     """
 
     guest_build: str = "plain"
@@ -317,6 +320,7 @@ class Needs:
     same_kernel_as_native: bool = True
     page_table_levels: Tuple[int, ...] = (1, 2, 3, 4)
     why_levels: str = ""
+    vm_exits: bool = False
 
     def __post_init__(self):
         if self.guest_build not in GUEST_BUILDS:

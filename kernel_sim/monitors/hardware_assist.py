@@ -167,6 +167,7 @@ class HardwareAssist(Monitor):
 
     name = "hardware_assist"
     memory_mode = ""
+    needs = Needs(vm_exits=True)
 
     @classmethod
     def _missing_feature_message(cls, cpu: str, feature: str) -> str:
@@ -624,7 +625,7 @@ class HwShadow(HardwareAssist):
 
 class HwEpt(HardwareAssist):
     name = "hw_ept"
-    needs = Needs(cpu_features=frozenset({"ept"}))
+    needs = Needs(vm_exits=True, cpu_features=frozenset({"ept"}))
     memory_mode = "ept"
     description = ("VT-x with EPT: guest kernel in ring 0 of non-root mode; the CPU walks guest "
                    "tables through the nested table (2-D walk); EPT violations on first touch")
