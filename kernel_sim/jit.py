@@ -66,7 +66,6 @@ from numba.core import caching
 
 #: The directory of this package: functions defined below it are ours to stamp.
 PACKAGE_DIR = Path(__file__).resolve().parent
-PACKAGE = PACKAGE_DIR.name
 
 
 def njit(*args, **kwargs):
@@ -105,22 +104,23 @@ def _module_level(statements):
 
 
 @lru_cache(maxsize=None)
-def _imports(path: Path, mtime_ns: int, size: int) -> tuple:
-    """Files of this package that ``path`` imports at module level (cached per file version)."""
+def _imports(path: Path, mtime_ns: int, size: int, package_dir: Path) -> tuple:
+    """Files of the package that ``path`` imports at module level (cached per file version)."""
     tree = ast.parse(path.read_bytes(), filename=str(path))
-    root = PACKAGE_DIR.parent
+    root = package_dir.parent
+    package = package_dir.name
     found = set()
     for node in _module_level(tree.body):
         if isinstance(node, ast.Import):
             bases = [root.joinpath(*a.name.split(".")) for a in node.names
-                     if a.name.split(".")[0] == PACKAGE]
+                     if a.name.split(".")[0] == package]
             names = []
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = path.parent
                 for _ in range(node.level - 1):
                     base = base.parent
-            elif (node.module or "").split(".")[0] == PACKAGE:
+            elif (node.module or "").split(".")[0] == package:
                 base = root
             else:
                 continue
@@ -143,8 +143,11 @@ def _version(path: Path):
     return path, st.st_mtime_ns, st.st_size
 
 
-def dependencies(py_file) -> tuple:
-    """``py_file`` and every file of this package it imports at module level, recursively."""
+def dependencies(py_file, package_dir: Path = PACKAGE_DIR) -> tuple:
+    """``py_file`` and every file of the package it imports at module level, recursively.
+
+    ``package_dir`` is the package's directory (this one unless a test says otherwise)."""
+    package_dir = Path(package_dir).resolve()
     todo = [Path(py_file).resolve()]
     seen = set()
     while todo:
@@ -152,24 +155,25 @@ def dependencies(py_file) -> tuple:
         if path in seen:
             continue
         seen.add(path)
-        todo.extend(_imports(*_version(path)))
+        todo.extend(_imports(*_version(path), package_dir))
     return tuple(sorted(seen))
 
 
 @lru_cache(maxsize=None)
-def _stamp(versions: tuple) -> str:
+def _stamp(versions: tuple, package_dir: Path) -> str:
     digest = hashlib.sha256()
     for path, _mtime, _size in versions:
-        digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0")
+        digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 
 
-def source_stamp(py_file) -> str:
+def source_stamp(py_file, package_dir: Path = PACKAGE_DIR) -> str:
     """The cache key of every function defined in ``py_file``: a SHA-256 of the texts of its
     dependency closure (:func:`dependencies`), named by their paths inside the package (so a
     copy of the package elsewhere has the same stamp)."""
-    return _stamp(tuple(_version(p) for p in dependencies(py_file)))
+    package_dir = Path(package_dir).resolve()
+    return _stamp(tuple(_version(p) for p in dependencies(py_file, package_dir)), package_dir)
 
 
 def _ours(py_file) -> bool:
