@@ -21,110 +21,30 @@
  * On a TLB miss it walks the page tables exactly like kernel_sim/mmu.py (EV_TLB_MISS,
  * EV_WALK_REFS, accessed/dirty bits, TLB fill).  At exit it turns event counts into cycles like
  * `charge_cycles` and writes the stop record into the trace like `run_native`.
- * It uses the same state layout (int64 regs[16], int64 ctrl[64], uint32 mem[], int64 tlb[2*S],
- * int64 counters[544], int64 costs[288], int64 trace[T][4]) and no tricks the Numba side cannot
- * have (no `restrict`, no computed goto, no dropped checks).  Dispatch is a plain `switch`.
+ * It uses the same state layout (int64 regs[16], int64 ctrl[NUM_CTRL], uint32 mem[],
+ * int64 tlb[2*S], int64 counters[NUM_COUNTERS], int64 costs[NUM_COSTS], int64 trace[T][4])
+ * and no tricks the Numba side cannot have (no `restrict`, no computed goto, no dropped checks).  Dispatch is a plain `switch`.
  *
  * What it does NOT implement: trap delivery, I/O ports, control-register instructions and the
  * sensitive instructions.  Whenever the jitted kernel would take one of those slow paths (a
  * fault, an interrupt, SYSCALL, a privileged instruction in ring 0 other than HLT, ...) this
  * interpreter stops with STOP_UNSUPPORTED instead.  The benchmark program never gets there.
  *
- * The constants below must equal kernel_sim/state.py, kernel_sim/isa.py and kernel_sim/mmu.py;
- * tests/test_benchmarks.py runs C and Numba side by side and fails if they ever disagree.
+ * Constants: none are written here.  benchmarks/run.py generates `kernel_sim_constants.h` from
+ * kernel_sim/isa.py, kernel_sim/state.py and kernel_sim/mmu.py (`constants_header()`) into the
+ * build directory before it compiles this file, so the C reference always uses the layout and
+ * the opcodes of the package it is compared with: there is nothing to keep in sync.  Only the
+ * markers private to this loop are defined below.  tests/test_benchmarks.py runs C and Numba
+ * side by side and fails if they ever disagree.
  */
 #include <stdint.h>
 
-#define MASK32 0xFFFFFFFFLL
-#define SP 15
+#include "kernel_sim_constants.h"
 
-/* ctrl[] indices (kernel_sim/state.py) */
-#define C_PC 0
-#define C_CPL 1
-#define C_IF 2
-#define C_PAGING 3
-#define C_PTBR 4
-#define C_FAULT_ADDR 5
-#define C_TICKS 9
-#define C_TIMER_PERIOD 10
-#define C_TIMER_DEADLINE 11
-#define C_TIMER_PENDING 12
-#define C_STRICT 13
-#define C_LEVELS 14
-#define C_CYCLES 15
-#define C_STOP_REASON 16
-#define C_STOP_VECTOR 17
-#define C_STOP_ERROR 18
-#define C_TRACE_POS 20
-#define C_UNTIL 21
-#define C_DELIVERIES 22
-#define C_MEM_BYTES 23
-
-/* counters[] indices */
-#define EV_INSTRUCTIONS 0
-#define EV_TRAPS 1
-#define EV_TLB_HIT 2
-#define EV_TLB_MISS 3
-#define EV_WALK_REFS 4
-#define EV_PAGE_FAULTS 5
-#define EV_HLT 10
-#define EV_IDLE_TICKS 11
-#define EV_PRIV_FAULTS 14
-#define EV_OP_BASE 288
-
-/* costs[] extras */
-#define K_TLB_MISS 256
-#define K_WALK_REF 257
-#define K_TRAP 258
-#define K_IDLE_TICK 259
-
-/* stop reasons */
-#define STOP_NONE 0
-#define STOP_BUDGET 1
-#define STOP_HALT 2
-#define STOP_UNTIL 6
-#define STOP_UNSUPPORTED 100   /* only here: the kernel would take a slow path we do not model */
-#define TRACE_STOP 2
-
-/* vectors */
-#define VEC_DE 0
-#define VEC_UD 6
-#define VEC_GP 13
-#define VEC_PF 14
-#define VEC_TIMER 32
-#define VEC_SYSCALL 0x80
-
-/* paging (kernel_sim/mmu.py) */
-#define PTE_P 1
-#define PTE_W 2
-#define PTE_U 4
-#define PTE_A 32
-#define PTE_D 64
-#define FRAME_MASK 0xFFFFF000LL
-#define ACC_WRITE 1
-#define ACC_FETCH 2
-#define PF_PRESENT 1
-#define PF_WRITE 2
-#define PF_USER 4
-#define PF_FETCH 16
-#define BUS_ERROR (-1000)
+/* markers private to this interpreter (kernel_sim/cpu.py has its own) */
 #define NO_ACCESS (-1)
 #define MISS (-5000)
-
-/* opcodes (kernel_sim/isa.py) */
-enum {
-    OP_NOP = 0x01, OP_MOV = 0x02, OP_MOVI = 0x03, OP_LUI = 0x04,
-    OP_ADD = 0x10, OP_SUB = 0x11, OP_AND = 0x12, OP_OR = 0x13, OP_XOR = 0x14,
-    OP_SHL = 0x15, OP_SHR = 0x16, OP_SAR = 0x17, OP_MUL = 0x18, OP_DIV = 0x19, OP_MOD = 0x1A,
-    OP_SLT = 0x1B, OP_SLTU = 0x1C,
-    OP_ADDI = 0x20, OP_ANDI = 0x21, OP_ORI = 0x22, OP_XORI = 0x23, OP_SHLI = 0x24,
-    OP_SHRI = 0x25, OP_SARI = 0x26,
-    OP_LD = 0x30, OP_ST = 0x31, OP_PUSH = 0x32, OP_POP = 0x33,
-    OP_BEQ = 0x40, OP_BNE = 0x41, OP_BLT = 0x42, OP_BGE = 0x43, OP_BLTU = 0x44, OP_BGEU = 0x45,
-    OP_JMP = 0x46, OP_JR = 0x47, OP_CALL = 0x48, OP_CALLR = 0x49, OP_RET = 0x4A,
-    OP_SYSCALL = 0x50, OP_SYSRET = 0x51, OP_HLT = 0x53, OP_TLBFLUSH = 0x5B,
-    OP_PUSHF = 0x60, OP_RDTVB = 0x63
-};
+#define STOP_UNSUPPORTED 100   /* only here: the kernel would take a slow path we do not model */
 
 /* A 32-bit word read as a signed integer (cpu.s32). */
 static inline int64_t s32(int64_t x) { return x - ((x & 0x80000000LL) << 1); }
@@ -143,7 +63,7 @@ static int64_t walk(int64_t va, int64_t acc, int64_t cpl, int64_t ptbr, int64_t 
     int64_t top_bits = levels * 10 + 12;
     if (top_bits < 32 && (va >> top_bits) != 0)
         return -1 - err;
-    int64_t table = ptbr & FRAME_MASK;
+    int64_t table = ptbr & PTE_FRAME_MASK;
     int64_t perm = PTE_W | PTE_U;
     int64_t pte = 0, pte_word = 0;
     for (int64_t k = levels - 1; k >= 0; k--) {
@@ -161,7 +81,7 @@ static int64_t walk(int64_t va, int64_t acc, int64_t cpl, int64_t ptbr, int64_t 
             mem[pte_word] = (uint32_t)pte;
         }
         perm &= pte;
-        table = pte & FRAME_MASK;
+        table = pte & PTE_FRAME_MASK;
     }
     if (write && (perm & PTE_W) == 0) return -1 - (err | PF_PRESENT);
     if (user && (perm & PTE_U) == 0) return -1 - (err | PF_PRESENT);
@@ -250,7 +170,7 @@ static int64_t execute(int64_t *regs, int64_t *ctrl, uint32_t *mem, int64_t *tlb
                 int64_t value = tlb[i + 1];
                 if ((value & user_need) == user_need) {
                     counters[EV_TLB_HIT] += 1;
-                    pa = (value & FRAME_MASK) | (pc & 0xFFF);
+                    pa = (value & PTE_FRAME_MASK) | (pc & 0xFFF);
                     if (pa >= mem_bytes) pa = BUS_ERROR;
                 }
             }
@@ -267,25 +187,25 @@ static int64_t execute(int64_t *regs, int64_t *ctrl, uint32_t *mem, int64_t *tlb
             int64_t b = (word >> 16) & 15;
             int64_t imm = word & 0xFFFF;
             int64_t simm = imm - ((imm & 0x8000) << 1);
-            npc = (pc + 4) & MASK32;
+            npc = (pc + 4) & WORD_MASK;
             /* 5. decode and execute */
             switch (op) {
             case OP_NOP: break;
             case OP_MOV: regs[a] = regs[b]; break;
-            case OP_MOVI: regs[a] = simm & MASK32; break;
+            case OP_MOVI: regs[a] = simm & WORD_MASK; break;
             case OP_LUI: regs[a] = imm << 16; break;
-            case OP_ADD: regs[a] = (regs[b] + regs[imm & 15]) & MASK32; break;
-            case OP_SUB: regs[a] = (regs[b] - regs[imm & 15]) & MASK32; break;
+            case OP_ADD: regs[a] = (regs[b] + regs[imm & 15]) & WORD_MASK; break;
+            case OP_SUB: regs[a] = (regs[b] - regs[imm & 15]) & WORD_MASK; break;
             case OP_AND: regs[a] = regs[b] & regs[imm & 15]; break;
             case OP_OR: regs[a] = regs[b] | regs[imm & 15]; break;
             case OP_XOR: regs[a] = regs[b] ^ regs[imm & 15]; break;
-            case OP_SHL: regs[a] = (regs[b] << (regs[imm & 15] & 31)) & MASK32; break;
+            case OP_SHL: regs[a] = (regs[b] << (regs[imm & 15] & 31)) & WORD_MASK; break;
             case OP_SHR: regs[a] = regs[b] >> (regs[imm & 15] & 31); break;
-            case OP_SAR: regs[a] = (s32(regs[b]) >> (regs[imm & 15] & 31)) & MASK32; break;
+            case OP_SAR: regs[a] = (s32(regs[b]) >> (regs[imm & 15] & 31)) & WORD_MASK; break;
             case OP_MUL: {
                 /* split so the product never overflows int64 (same low 32 bits), as cpu.py */
                 int64_t x = regs[b], y = regs[imm & 15];
-                regs[a] = ((x & 0xFFFF) * y + ((((x >> 16) * y) & 0xFFFF) << 16)) & MASK32;
+                regs[a] = ((x & 0xFFFF) * y + ((((x >> 16) * y) & 0xFFFF) << 16)) & WORD_MASK;
                 break;
             }
             case OP_DIV:
@@ -298,29 +218,29 @@ static int64_t execute(int64_t *regs, int64_t *ctrl, uint32_t *mem, int64_t *tlb
             }
             case OP_SLT: regs[a] = s32(regs[b]) < s32(regs[imm & 15]) ? 1 : 0; break;
             case OP_SLTU: regs[a] = regs[b] < regs[imm & 15] ? 1 : 0; break;
-            case OP_ADDI: regs[a] = (regs[b] + simm) & MASK32; break;
+            case OP_ADDI: regs[a] = (regs[b] + simm) & WORD_MASK; break;
             case OP_ANDI: regs[a] = regs[b] & imm; break;
             case OP_ORI: regs[a] = regs[b] | imm; break;
             case OP_XORI: regs[a] = regs[b] ^ imm; break;
-            case OP_SHLI: regs[a] = (regs[b] << (imm & 31)) & MASK32; break;
+            case OP_SHLI: regs[a] = (regs[b] << (imm & 31)) & WORD_MASK; break;
             case OP_SHRI: regs[a] = regs[b] >> (imm & 31); break;
-            case OP_SARI: regs[a] = (s32(regs[b]) >> (imm & 31)) & MASK32; break;
-            case OP_LD: va = (regs[b] + simm) & MASK32; acc = 0; break;
-            case OP_ST: va = (regs[b] + simm) & MASK32; acc = ACC_WRITE; break;
+            case OP_SARI: regs[a] = (s32(regs[b]) >> (imm & 31)) & WORD_MASK; break;
+            case OP_LD: va = (regs[b] + simm) & WORD_MASK; acc = 0; break;
+            case OP_ST: va = (regs[b] + simm) & WORD_MASK; acc = ACC_WRITE; break;
             case OP_PUSH:
             case OP_CALL:
-            case OP_CALLR: va = (regs[SP] - 4) & MASK32; acc = ACC_WRITE; break;
+            case OP_CALLR: va = (regs[SP] - 4) & WORD_MASK; acc = ACC_WRITE; break;
             case OP_POP:
             case OP_RET: va = regs[SP]; acc = 0; break;
-            case OP_BEQ: if (regs[a] == regs[b]) npc = (npc + 4 * simm) & MASK32; break;
-            case OP_BNE: if (regs[a] != regs[b]) npc = (npc + 4 * simm) & MASK32; break;
-            case OP_BLT: if (s32(regs[a]) < s32(regs[b])) npc = (npc + 4 * simm) & MASK32; break;
-            case OP_BGE: if (s32(regs[a]) >= s32(regs[b])) npc = (npc + 4 * simm) & MASK32; break;
-            case OP_BLTU: if (regs[a] < regs[b]) npc = (npc + 4 * simm) & MASK32; break;
-            case OP_BGEU: if (regs[a] >= regs[b]) npc = (npc + 4 * simm) & MASK32; break;
+            case OP_BEQ: if (regs[a] == regs[b]) npc = (npc + 4 * simm) & WORD_MASK; break;
+            case OP_BNE: if (regs[a] != regs[b]) npc = (npc + 4 * simm) & WORD_MASK; break;
+            case OP_BLT: if (s32(regs[a]) < s32(regs[b])) npc = (npc + 4 * simm) & WORD_MASK; break;
+            case OP_BGE: if (s32(regs[a]) >= s32(regs[b])) npc = (npc + 4 * simm) & WORD_MASK; break;
+            case OP_BLTU: if (regs[a] < regs[b]) npc = (npc + 4 * simm) & WORD_MASK; break;
+            case OP_BGEU: if (regs[a] >= regs[b]) npc = (npc + 4 * simm) & WORD_MASK; break;
             case OP_JMP: {
                 int64_t off = word & 0xFFFFFF;
-                npc = (npc + 4 * (off - ((off & 0x800000) << 1))) & MASK32;
+                npc = (npc + 4 * (off - ((off & 0x800000) << 1))) & WORD_MASK;
                 break;
             }
             case OP_JR: npc = regs[a]; break;
@@ -358,7 +278,7 @@ static int64_t execute(int64_t *regs, int64_t *ctrl, uint32_t *mem, int64_t *tlb
                         int64_t need = user_need | (acc == ACC_WRITE ? (PTE_W | PTE_D) : 0);
                         if ((value & need) == need) {
                             counters[EV_TLB_HIT] += 1;
-                            pa = (value & FRAME_MASK) | (va & 0xFFF);
+                            pa = (value & PTE_FRAME_MASK) | (va & 0xFFF);
                             if (pa >= mem_bytes) pa = BUS_ERROR;
                         }
                     }
@@ -380,7 +300,7 @@ static int64_t execute(int64_t *regs, int64_t *ctrl, uint32_t *mem, int64_t *tlb
                         mem[pa >> 2] = (uint32_t)npc;
                         if (op == OP_CALL) {
                             int64_t off = word & 0xFFFFFF;
-                            npc = (npc + 4 * (off - ((off & 0x800000) << 1))) & MASK32;
+                            npc = (npc + 4 * (off - ((off & 0x800000) << 1))) & WORD_MASK;
                         } else {
                             npc = regs[a];
                         }
@@ -389,7 +309,7 @@ static int64_t execute(int64_t *regs, int64_t *ctrl, uint32_t *mem, int64_t *tlb
                 } else {
                     /* POP, RET: read the word, move sp, then use the value */
                     int64_t value = (int64_t)mem[pa >> 2];
-                    regs[SP] = (va + 4) & MASK32;
+                    regs[SP] = (va + 4) & WORD_MASK;
                     if (op == OP_POP) regs[a] = value;
                     else npc = value;
                 }

@@ -53,43 +53,23 @@ mapping is an *EPT violation*: the code ``EPT_VIOLATION``, with the faulting gue
 address in ``info[WI_FAULT_GPA]`` and a qualification in ``info[WI_QUAL]`` (``EPTQ_*`` bits:
 the access tried, the permissions the nested entries granted, and whether the access was to a
 guest page-table entry or to the final page -- the kind of information VT-x reports in an
-EPT violation's exit qualification; the bit layout here is this simulator's own).  The monitor, not the guest, handles it
-(typically by mapping the page on first touch) and restarts the access.
+EPT violation's exit qualification; the bit layout here is this simulator's own).  The
+monitor, not the guest, handles it (typically by mapping the page on first touch) and restarts
+the access.
 """
 from __future__ import annotations
 
-from numba import njit
-
 import numpy as np
 
-from .state import (
-    C_EPT_LEVELS,
-    C_EPTP,
-    C_EXIT_GPA,
-    C_EXIT_QUAL,
-    C_PAGING,
-    C_VPID,
-    EV_NESTED_REFS,
-    EV_TLB_FLUSHES,
-    EV_TLB_HIT,
-    EV_TLB_MISS,
-    EV_WALK_REFS,
-)
+from . import state as S
+# page-table entry bits and page-fault error-code bits are the ISA's (defined in kernel_sim.isa)
+from .isa import PF_FETCH, PF_PRESENT, PF_USER, PF_WRITE, PTE_A, PTE_D, PTE_P, PTE_U, PTE_W
+from .isa import PTE_FRAME_MASK as FRAME_MASK
+from .jit import njit
 
-# Local copies of the ISA constants (Numba freezes globals at compile time, and the on-disk cache
-# only notices changes to *this* file, so kernel constants live beside the kernels).
-PTE_P = 1
-PTE_W = 2
-PTE_U = 4
-PTE_A = 32
-PTE_D = 64
-FRAME_MASK = 0xFFFFF000
-ACC_WRITE = 1   # access kinds passed to translate()
+# The MMU's own conventions: the callers' side of :func:`translate`
+ACC_WRITE = 1   # access kinds passed to translate() (0: read)
 ACC_FETCH = 2
-PF_PRESENT = 1
-PF_WRITE = 2
-PF_USER = 4
-PF_FETCH = 16
 BUS_ERROR = -1000
 
 # ---- nested paging (EPT) -------------------------------------------------------------------
@@ -128,13 +108,13 @@ STEP_NESTED = 0
 STEP_GUEST = 1
 
 
-@njit(cache=True)
+@njit
 def tlb_index(vpn, tlb_mask):
     """Which TLB entry may hold page ``vpn``: low bits XOR-folded with higher ones."""
     return (vpn ^ (vpn >> 7) ^ (vpn >> 14)) & tlb_mask
 
 
-@njit(cache=True)
+@njit
 def walk(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_i, key, counters):
     """Walk the page tables for ``va``; fill TLB entry ``tlb_i`` with ``key`` on success."""
     write = (acc & ACC_WRITE) != 0
@@ -158,7 +138,7 @@ def walk(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_i, key, counters):
         pte_addr = table + 4 * idx
         if pte_addr >= mem_bytes:
             return BUS_ERROR
-        counters[EV_WALK_REFS] += 1
+        counters[S.EV_WALK_REFS] += 1
         pte_word = pte_addr >> 2
         pte = mem[pte_word]
         if (pte & PTE_P) == 0:
@@ -183,13 +163,13 @@ def walk(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_i, key, counters):
     return table | (va & 0xFFF)
 
 
-@njit(cache=True)
+@njit
 def tlb_tag(ptbr, ctrl):
     """The TLB tag of the running address space: the guest's VPID above the PTBR's ASID."""
-    return (ctrl[C_VPID] << 12) | (ptbr & 0xFFF)
+    return (ctrl[S.C_VPID] << 12) | (ptbr & 0xFFF)
 
 
-@njit(cache=True)
+@njit
 def tlb_miss(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_mask, counters, ctrl):
     """The slow path of a paged access: count the miss, walk, check the bus.
 
@@ -200,10 +180,10 @@ def tlb_miss(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_mask, counters
     combined guest-virtual -> host-physical translation; an EPT violation records the
     guest-physical address and qualification in ``ctrl[C_EXIT_GPA]``/``ctrl[C_EXIT_QUAL]``.
     """
-    counters[EV_TLB_MISS] += 1
+    counters[S.EV_TLB_MISS] += 1
     vpn = va >> 12
     key = ((tlb_tag(ptbr, ctrl) << 20) | vpn) + 1
-    eptp = ctrl[C_EPTP]
+    eptp = ctrl[S.C_EPTP]
     if eptp == 0:
         pa = walk(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_index(vpn, tlb_mask), key,
                   counters)
@@ -214,15 +194,15 @@ def tlb_miss(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_mask, counters
                         key, eptp, vpn)
 
 
-@njit(cache=True)
+@njit
 def ept_tlb_miss(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_mask, counters, ctrl, key,
                  eptp, vpn):
     """The EPT half of :func:`tlb_miss`: the two-dimensional walk (kept in its own function so
     that the native miss path stays small)."""
     info = np.zeros(WI_SIZE, np.int64)
     steps = np.zeros((0, STEP_COLS), np.int64)
-    if ctrl[C_PAGING] & 1:
-        r = nested_walk(va, acc, cpl, ptbr, levels, eptp, ctrl[C_EPT_LEVELS], mem, mem_bytes,
+    if ctrl[S.C_PAGING] & 1:
+        r = nested_walk(va, acc, cpl, ptbr, levels, eptp, ctrl[S.C_EPT_LEVELS], mem, mem_bytes,
                         counters, info, steps)
         value = info[WI_VALUE]
     else:
@@ -231,7 +211,7 @@ def ept_tlb_miss(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_mask, coun
             need = EPT_W
         elif acc & ACC_FETCH:
             need = EPT_X
-        r = ept_translate(va, need, True, 0, eptp, ctrl[C_EPT_LEVELS], mem, mem_bytes, counters,
+        r = ept_translate(va, need, True, 0, eptp, ctrl[S.C_EPT_LEVELS], mem, mem_bytes, counters,
                           info, steps)
         if r >= 0:
             eperm = r >> 32
@@ -240,8 +220,8 @@ def ept_tlb_miss(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_mask, coun
             if eperm & EPT_W:
                 value |= PTE_W | PTE_D
     if r == EPT_VIOLATION:
-        ctrl[C_EXIT_GPA] = info[WI_FAULT_GPA]
-        ctrl[C_EXIT_QUAL] = info[WI_QUAL]
+        ctrl[S.C_EXIT_GPA] = info[WI_FAULT_GPA]
+        ctrl[S.C_EXIT_QUAL] = info[WI_QUAL]
         return EPT_VIOLATION
     if r < 0:
         return r
@@ -253,7 +233,7 @@ def ept_tlb_miss(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_mask, coun
     return r
 
 
-@njit(cache=True)
+@njit
 def translate(va, acc, cpl, paging, ptbr, levels, mem, mem_bytes, tlb, tlb_mask, counters, ctrl):
     """Virtual -> physical address for one access (``acc``: 0 read, ACC_WRITE, ACC_FETCH).
 
@@ -261,7 +241,7 @@ def translate(va, acc, cpl, paging, ptbr, levels, mem, mem_bytes, tlb, tlb_mask,
     the readable version used on slow paths (trap delivery, IRET); the CPU loop inlines the same
     TLB-hit test by hand.  Under EPT every access is translated, even with guest paging off.
     """
-    if paging == 0 and ctrl[C_EPTP] == 0:
+    if paging == 0 and ctrl[S.C_EPTP] == 0:
         if va >= mem_bytes:
             return BUS_ERROR
         return va
@@ -276,7 +256,7 @@ def translate(va, acc, cpl, paging, ptbr, levels, mem, mem_bytes, tlb, tlb_mask,
             need |= PTE_U
         value = tlb[2 * i + 1]
         if (value & need) == need:
-            counters[EV_TLB_HIT] += 1
+            counters[S.EV_TLB_HIT] += 1
             pa = (value & FRAME_MASK) | (va & 0xFFF)
             if pa >= mem_bytes:
                 return BUS_ERROR
@@ -284,15 +264,15 @@ def translate(va, acc, cpl, paging, ptbr, levels, mem, mem_bytes, tlb, tlb_mask,
     return tlb_miss(va, acc, cpl, ptbr, levels, mem, mem_bytes, tlb, tlb_mask, counters, ctrl)
 
 
-@njit(cache=True)
+@njit
 def flush_all(tlb, counters):
     """Drop every TLB entry (TLBFLUSH, an untagged PTBR load, toggling paging)."""
     for i in range(tlb.shape[0]):
         tlb[i] = 0
-    counters[EV_TLB_FLUSHES] += 1
+    counters[S.EV_TLB_FLUSHES] += 1
 
 
-@njit(cache=True)
+@njit
 def invalidate_page(va, tag, tlb, tlb_mask):
     """INVLPG: drop the entry that would translate ``va`` in the address space ``tag``
     (:func:`tlb_tag`: the ASID, with the VPID above it in VMX non-root operation)."""
@@ -304,7 +284,7 @@ def invalidate_page(va, tag, tlb, tlb_mask):
         tlb[2 * i + 1] = 0
 
 
-@njit(cache=True)
+@njit
 def _record_step(steps, info, dim, level, addr, value, gpa, target):
     """Count one reference of a nested walk and, if ``steps`` has room, record it."""
     n = info[WI_STEPS]
@@ -318,7 +298,7 @@ def _record_step(steps, info, dim, level, addr, value, gpa, target):
     info[WI_STEPS] = n + 1
 
 
-@njit(cache=True)
+@njit
 def _ept_violation(gpa, need, perm, final, info):
     """Record an EPT violation on ``gpa`` in ``info`` and return its fault code."""
     info[WI_FAULT_GPA] = gpa
@@ -329,7 +309,7 @@ def _ept_violation(gpa, need, perm, final, info):
     return EPT_VIOLATION
 
 
-@njit(cache=True)
+@njit
 def ept_translate(gpa, need, final, target, eptp, elevels, mem, mem_bytes, counters, info, steps):
     """Guest-physical -> host-physical through the ``elevels``-level nested table at ``eptp``.
 
@@ -353,8 +333,8 @@ def ept_translate(gpa, need, final, target, eptp, elevels, mem, mem_bytes, count
         addr = table + 4 * idx
         if addr >= mem_bytes:
             return BUS_ERROR
-        counters[EV_WALK_REFS] += 1
-        counters[EV_NESTED_REFS] += 1
+        counters[S.EV_WALK_REFS] += 1
+        counters[S.EV_NESTED_REFS] += 1
         entry = mem[addr >> 2]
         _record_step(steps, info, STEP_NESTED, k + 1, addr, entry, gpa, target)
         perm &= entry
@@ -366,7 +346,7 @@ def ept_translate(gpa, need, final, target, eptp, elevels, mem, mem_bytes, count
     return (perm << 32) | table | (gpa & 0xFFF)
 
 
-@njit(cache=True)
+@njit
 def nested_walk(gva, acc, cpl, gptbr, glevels, eptp, elevels, mem, mem_bytes, counters, info,
                 steps):
     """The two-dimensional walk: guest-virtual -> host-physical on a TLB miss under nested paging.
@@ -425,7 +405,7 @@ def nested_walk(gva, acc, cpl, gptbr, glevels, eptp, elevels, mem, mem_bytes, co
         eperm = r >> 32
         if entry_hpa >= mem_bytes:
             return BUS_ERROR
-        counters[EV_WALK_REFS] += 1
+        counters[S.EV_WALK_REFS] += 1
         pte = mem[entry_hpa >> 2]
         _record_step(steps, info, STEP_GUEST, k + 1, entry_hpa, pte, entry_gpa, k + 1)
         if (pte & PTE_P) == 0:

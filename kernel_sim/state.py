@@ -2,22 +2,42 @@
 
 No Python objects cross into jitted code.  A machine is these arrays:
 
-========== ============ =========================================================================
-array      dtype/shape  contents
-========== ============ =========================================================================
-regs       int64[16]    general registers r0..r15, each 0 <= value < 2**32 (r15 is sp)
-ctrl       int64[64]    program counter, ring, flags, control registers, timer, cycle counter ...
-                        (indices ``C_*`` below)
-mem        uint32[N]    physical memory, one element per 32-bit word (byte address >> 2)
-tlb        int64[2*S]   a direct-mapped TLB of S entries: tlb[2i] = key, tlb[2i+1] = value
-costs      int64[288]   cycles: 256 per-opcode base costs, then extras at ``K_*``
-counters   int64[544]   event counters ``EV_*``; counters[EV_VECTOR_BASE + v] counts deliveries
-                        of trap vector v
-console    uint8[M]     console output bytes; ctrl[C_CONSOLE_LEN] of them are valid
-trace      int64[T, 4]  ring buffer of events (tick, pc, kind, detail); ctrl[C_TRACE_POS] = total
-intercept  uint8[256]   intercept[v] == 1: a trap on vector v stops the run (STOP_TRAP_EXIT) for a
-                        monitor instead of being delivered to the guest's handler
-========== ============ =========================================================================
+========== ============== =======================================================================
+array      dtype[shape]   contents
+========== ============== =======================================================================
+regs       int64[16]      general registers r0..r15, each 0 <= value < 2**32 (r15 is sp)
+ctrl       int64[128]     program counter, ring, flags, control registers, timer, cycle counter
+                          ... (indices ``C_*`` below; ``NUM_CTRL``)
+mem        uint32[N]      physical memory, one element per 32-bit word (byte address >> 2)
+tlb        int64[2*S]     a direct-mapped TLB of S entries: tlb[2i] = key, tlb[2i+1] = value
+costs      int64[288]     cycles: 256 per-opcode base costs, then extras at ``K_*`` (``NUM_COSTS``)
+counters   int64[576]     event counters (``NUM_COUNTERS``): named events ``EV_*``, then
+                          counters[EV_VECTOR_BASE + v] counts deliveries of trap vector v and
+                          counters[EV_OP_BASE + op] retired instructions of opcode op
+console    uint8[M]       console output bytes; ctrl[C_CONSOLE_LEN] of them are valid
+trace      int64[T, 4]    ring buffer of events (tick, pc, kind, detail); ctrl[C_TRACE_POS] = total
+intercept  uint8[256]     intercept[v] == 1: a trap on vector v stops the run (STOP_TRAP_EXIT) for a
+                          monitor instead of being delivered to the guest's handler
+========== ============== =======================================================================
+
+Free slots (room to grow without renumbering anything)
+------------------------------------------------------
+Indices are not guest-visible (a guest names control registers by their ``isa.CR_*`` number,
+devices by port, traps by vector), but the monitors, the reference interpreter and saved results
+use them, so new state goes into free slots instead of moving old ones:
+
+=================== ===================== ======================================================
+array               free indices          reserved for
+=================== ===================== ======================================================
+ctrl                47..127 (81 slots)    IOMMU root, I/O bitmaps, posted-interrupt descriptor,
+                                          interrupt-controller state, current-VMCS pointer ...
+counters (named)    25..63 (39 slots)     events of the devices and mechanisms above
+costs (extras)      261..287 (27 slots)   their costs (``K_*``)
+=================== ===================== ======================================================
+
+``tests/test_jit.py`` checks that this table matches the constants below.  Adding a control
+register or an event: take the next free index, add it to ``EVENT_NAMES`` (events), move the
+table's lower bound.
 
 Execution semantics (the contract the jitted CPU and the reference interpreter both follow)
 =========================================================================================
@@ -94,10 +114,10 @@ root table's physical address (bits 31..12) and the ASID (bits 11..0).
    old_cpl, rp, e (so at the new sp: ``[sp]=e, [sp+4]=rp, [sp+8]=old_cpl, [sp+12]=old_flags,
    [sp+16]=old_sp``); IF = 0; pc = handler.  The handler address is the word at
    ``TVB + 4*v``, read as a supervisor access *before* the pushes.
-3. A fault while reading the vector or pushing the frame, or more than 16 deliveries to guest
-   handlers in a row without a retired instruction between them (counted after the checks of
-   step 1, so intercepted and unhandled traps do not count), stops the run with
-   ``STOP_TRIPLE_FAULT``
+3. A fault while reading the vector or pushing the frame, or more than ``MAX_DELIVERIES`` (16)
+   deliveries to guest handlers in a row without a retired instruction between them (counted
+   after the checks of step 1, so intercepted and unhandled traps do not count), stops the run
+   with ``STOP_TRIPLE_FAULT``
    (a real x86 would try a double-fault handler, then reset).
 
 ``IRET`` (ring 0 only) pops e (discarded), pc, cpl (& 3), flags (IF = bit 9), sp -- reading all
@@ -240,12 +260,13 @@ C_INJECT = 43          # VM-entry interruption information: INJECT_VALID | vecto
 C_INJECT_ERROR = 44    # VM-entry exception error code
 C_IDT_VECTORING = 45   # an event whose delivery caused the exit: INJECT_VALID | vector (0: none)
 C_IDT_VECTORING_ERROR = 46  # ... and its error code
-NUM_CTRL = 64
+NUM_CTRL = 128         # 47..127 free (see the table above)
 
 #: Control-register number -> ctrl index (the order of isa.CR_*).
 CR_TO_CTRL = (C_PAGING, C_PTBR, C_FAULT_ADDR, C_TVB, C_KSP, C_SCRATCH)
 
 NEVER = (1 << 62)      # a timer deadline that never comes
+MAX_DELIVERIES = 16    # deliveries in a row without a retired instruction before a triple fault
 
 # ---- stop reasons (unicorn-style named constants) ------------------------------------------
 STOP_NONE = 0
@@ -319,10 +340,11 @@ EV_PTBR_WRITES = 21     # WRCR ptbr that retired (a subset of cr_writes)
 EV_PTBR_READS = 22      # RDCR ptbr that retired (a subset of cr_reads)
 EV_PAGING_WRITES = 23   # WRCR paging that retired (a subset of cr_writes)
 EV_NESTED_REFS = 24     # nested (EPT) entries read by walks (a subset of walk_refs)
-NUM_NAMED_EVENTS = 25
-EV_VECTOR_BASE = 32     # counters[32 + v]: deliveries of vector v (256 slots)
-EV_OP_BASE = 288        # counters[288 + opcode]: retired instructions per opcode (256 slots)
-NUM_COUNTERS = 544
+NUM_NAMED_EVENTS = 25   # 25..63 free (see the table above)
+EV_VECTOR_BASE = 64     # counters[EV_VECTOR_BASE + v]: deliveries of vector v (256 slots)
+EV_OP_BASE = EV_VECTOR_BASE + 256   # counters[EV_OP_BASE + opcode]: retired instructions per
+#                                     opcode (256 slots)
+NUM_COUNTERS = EV_OP_BASE + 256
 
 EVENT_NAMES = ("instructions", "traps", "tlb_hits", "tlb_misses", "walk_refs", "page_faults",
                "tlb_flushes", "invlpg", "io_in", "io_out", "hlt", "idle_ticks", "cr_writes",

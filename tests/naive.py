@@ -80,8 +80,8 @@ import numpy as np
 from kernel_sim import isa
 from kernel_sim import state as S
 
-MASK = 0xFFFFFFFF
-MAX_DELIVERIES_IN_A_ROW = 16
+MASK = isa.WORD_MASK
+MAX_DELIVERIES_IN_A_ROW = S.MAX_DELIVERIES
 
 READ, WRITE, FETCH = "read", "write", "fetch"
 

@@ -42,29 +42,21 @@ flushed, as QEMU flushes its code buffer.
 Performance notes: as in :mod:`kernel_sim.cpu`, the loop keeps the hot state in locals and makes
 no call that passes arrays on its hot path (Numba would update reference counts on every call);
 helpers with array arguments run only on slow paths (TLB misses, traps, ports, translation).
-Constants are repeated here because Numba freezes module globals and its cache only notices
-edits to this file.
+
+Separate software, shared facts: this file imports no code from the hardware CPU or MMU, but it
+reads the machine's facts where they are defined -- opcodes, vectors, ports, page-table bits from
+:mod:`kernel_sim.isa` (``isa.OP_ADD``), state indices and counters from :mod:`kernel_sim.state`
+(``S.C_PC``, ``S.EV_TRAPS``) -- as QEMU's target code includes the architecture's headers.  Numba
+compiles those module attributes in as constants, and :mod:`kernel_sim.jit` keys the on-disk
+cache on ``isa.py`` and ``state.py`` too, so a changed constant recompiles the emulator.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-# ---- ctrl[] indices (kernel_sim.state) ----------------------------------------------------------
-C_PC, C_CPL, C_IF, C_PAGING, C_PTBR, C_FAULT_ADDR, C_TVB, C_KSP, C_SCRATCH = range(9)
-C_TICKS, C_TIMER_PERIOD, C_TIMER_DEADLINE, C_TIMER_PENDING, C_STRICT, C_LEVELS = range(9, 15)
-C_STOP_REASON, C_STOP_VECTOR, C_STOP_ERROR, C_CONSOLE_LEN = 16, 17, 18, 19
-C_DELIVERIES, C_MEM_BYTES, C_DISK_SECTORS = 22, 23, 24
-C_BLK_SECTOR, C_BLK_BUFFER, C_BLK_STATUS, C_DATA_LIMIT = 25, 26, 27, 28
-
-# ---- guest event counters (kernel_sim.state's EV_* layout) -----------------------------------
-EV_INSTRUCTIONS, EV_TRAPS, EV_TLB_HIT, EV_TLB_MISS, EV_WALK_REFS, EV_PAGE_FAULTS = range(6)
-EV_TLB_FLUSHES, EV_INVLPG, EV_IO_IN, EV_IO_OUT, EV_HLT, EV_IDLE_TICKS = range(6, 12)
-EV_CR_WRITES, EV_CR_READS, EV_PRIV_FAULTS, EV_POPF_IGNORED, EV_CONSOLE_DROPPED = range(12, 17)
-EV_SYSRET, EV_IRET, EV_BLK_READS, EV_BLK_WRITES = range(17, 21)
-EV_PTBR_WRITES, EV_PTBR_READS, EV_PAGING_WRITES = range(21, 24)
-EV_VECTOR_BASE = 32
-EV_OP_BASE = 288
+from .. import isa
+from .. import state as S
+from ..jit import njit
 
 # ---- the emulator's own counters (emu[]) ------------------------------------------------------
 E_INTERPRETED = 0       # instructions dispatched one by one (retired)
@@ -80,43 +72,11 @@ E_UOP_TOP = 9           # first free row of uops (persists between runs)
 E_SMC = 10              # set by an invalidation: the running block must end
 NUM_EMU = 16
 
-# ---- stop reasons, vectors, ports ---------------------------------------------------------------
-STOP_NONE, STOP_BUDGET, STOP_HALT, STOP_UNHANDLED_TRAP = 0, 1, 2, 3
-STOP_TRIPLE_FAULT = 5
-NEVER = 1 << 62
-MASK32 = 0xFFFFFFFF
-NO_TVB = 0xFFFFFFFF
-SP = 15
-VEC_DE, VEC_UD, VEC_GP, VEC_PF, VEC_TIMER, VEC_SYSCALL = 0, 6, 13, 14, 32, 0x80
-MAX_DELIVERIES = 16
-PORT_CONSOLE, PORT_TIMER, PORT_TICKS = 0x10, 0x20, 0x21
-PORT_BLK_SECTOR, PORT_BLK_BUFFER, PORT_BLK_COMMAND, PORT_BLK_SIZE = 0x30, 0x31, 0x32, 0x33
-BLK_READ, BLK_WRITE = 1, 2
-BLK_OK, BLK_BAD_ADDRESS, BLK_BAD_COMMAND = 0, 1, 2
-SECTOR_WORDS = 128
-
-# ---- MMU constants --------------------------------------------------------------------------
-PTE_P, PTE_W, PTE_U, PTE_A, PTE_D = 1, 2, 4, 32, 64
-FRAME_MASK = 0xFFFFF000
-ACC_READ, ACC_WRITE, ACC_FETCH = 0, 1, 2
-PF_PRESENT, PF_WRITE, PF_USER, PF_FETCH = 1, 2, 4, 16
-BUS_ERROR = -1000
-MISS = -5000
-NO_ACCESS = -1
-
-# ---- opcodes (tests/test_emulation.py checks them against kernel_sim.isa) ----------------------
-OP_NOP, OP_MOV, OP_MOVI, OP_LUI = 0x01, 0x02, 0x03, 0x04
-OP_ADD, OP_SUB, OP_AND, OP_OR, OP_XOR = 0x10, 0x11, 0x12, 0x13, 0x14
-OP_SHL, OP_SHR, OP_SAR, OP_MUL, OP_DIV, OP_MOD, OP_SLT, OP_SLTU = (
-    0x15, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x1B, 0x1C)
-OP_ADDI, OP_ANDI, OP_ORI, OP_XORI, OP_SHLI, OP_SHRI, OP_SARI = (
-    0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26)
-OP_LD, OP_ST, OP_PUSH, OP_POP = 0x30, 0x31, 0x32, 0x33
-OP_BEQ, OP_BNE, OP_BLT, OP_BGE, OP_BLTU, OP_BGEU = 0x40, 0x41, 0x42, 0x43, 0x44, 0x45
-OP_JMP, OP_JR, OP_CALL, OP_CALLR, OP_RET = 0x46, 0x47, 0x48, 0x49, 0x4A
-OP_SYSCALL, OP_SYSRET, OP_IRET, OP_HLT, OP_IN, OP_OUT = 0x50, 0x51, 0x52, 0x53, 0x54, 0x55
-OP_CLI, OP_STI, OP_WRCR, OP_RDCR, OP_INVLPG, OP_TLBFLUSH = 0x56, 0x57, 0x58, 0x59, 0x5A, 0x5B
-OP_PUSHF, OP_POPF, OP_GETCPL, OP_RDTVB = 0x60, 0x61, 0x62, 0x63
+# ---- the soft MMU's own conventions (private to this file: the hardware MMU has its own) ------
+ACC_READ, ACC_WRITE, ACC_FETCH = 0, 1, 2     # access kinds
+BUS_ERROR = -1000       # soft_translate's answer for an address beyond guest memory (#GP)
+MISS = -5000            # the inline soft-TLB test could not answer
+NO_ACCESS = -1          # the instruction touches no data memory
 
 #: the longest block the translator builds (instructions)
 MAX_BLOCK = 64
@@ -128,13 +88,13 @@ TB_KEY, TB_GEN, TB_START, TB_LEN = 0, 1, 2, 3
 # ================================================================================================
 # Decoding (shared by the interpreter and the translator: scalar arguments only)
 # ================================================================================================
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def s32(x):
     """A 32-bit word read as a signed integer."""
     return x - ((x & 0x80000000) << 1)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def operand(op, word):
     """The operand ``x`` of an instruction word, in the form its execution uses.
 
@@ -143,40 +103,40 @@ def operand(op, word):
     4 * imm16; JMP/CALL: the byte offset 4 * imm24; everything else: imm16 (port, CR number).
     """
     imm = word & 0xFFFF
-    if op >= OP_ADD and op <= OP_SLTU:
+    if op >= isa.OP_ADD and op <= isa.OP_SLTU:
         return imm & 15
-    if op == OP_ADDI or op == OP_MOVI or op == OP_LD or op == OP_ST:
+    if op == isa.OP_ADDI or op == isa.OP_MOVI or op == isa.OP_LD or op == isa.OP_ST:
         return imm - ((imm & 0x8000) << 1)
-    if op == OP_LUI:
+    if op == isa.OP_LUI:
         return imm << 16
-    if op >= OP_SHLI and op <= OP_SARI:
+    if op >= isa.OP_SHLI and op <= isa.OP_SARI:
         return imm & 31
-    if op >= OP_BEQ and op <= OP_BGEU:
+    if op >= isa.OP_BEQ and op <= isa.OP_BGEU:
         return 4 * (imm - ((imm & 0x8000) << 1))
-    if op == OP_JMP or op == OP_CALL:
+    if op == isa.OP_JMP or op == isa.OP_CALL:
         off = word & 0xFFFFFF
         return 4 * (off - ((off & 0x800000) << 1))
     return imm
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def translatable(op):
     """Innocuous instructions go into blocks; the rest are interpreted one by one."""
-    return ((op >= OP_NOP and op <= OP_LUI) or (op >= OP_ADD and op <= OP_SLTU)
-            or (op >= OP_ADDI and op <= OP_SARI) or (op >= OP_LD and op <= OP_POP)
-            or (op >= OP_BEQ and op <= OP_RET))
+    return ((op >= isa.OP_NOP and op <= isa.OP_LUI) or (op >= isa.OP_ADD and op <= isa.OP_SLTU)
+            or (op >= isa.OP_ADDI and op <= isa.OP_SARI) or (op >= isa.OP_LD and op <= isa.OP_POP)
+            or (op >= isa.OP_BEQ and op <= isa.OP_RET))
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def ends_block(op):
     """Control transfers end a block (after themselves)."""
-    return op >= OP_BEQ and op <= OP_RET
+    return op >= isa.OP_BEQ and op <= isa.OP_RET
 
 
 # ================================================================================================
 # Self-modifying code: invalidating translated blocks
 # ================================================================================================
-@njit(cache=True)
+@njit
 def invalidate_page(ppn, pages, codemap, emu):
     """The guest wrote translated code in page ``ppn``: drop all the page's blocks."""
     emu[E_INVALIDATIONS] += pages[ppn, 0]
@@ -187,7 +147,7 @@ def invalidate_page(ppn, pages, codemap, emu):
     emu[E_SMC] = 1
 
 
-@njit(cache=True)
+@njit
 def write_word(pa, value, gmem, pages, codemap, emu):
     """A slow-path write of guest-physical ``pa`` (trap frames, page-table bits, DMA)."""
     gmem[pa >> 2] = value
@@ -195,7 +155,7 @@ def write_word(pa, value, gmem, pages, codemap, emu):
         invalidate_page(pa >> 12, pages, codemap, emu)
 
 
-@njit(cache=True)
+@njit
 def flush_blocks(tbs, pages, codemap, emu):
     """The micro-op buffer is full: forget every block (QEMU's tb_flush)."""
     for s in range(tbs.shape[0]):
@@ -208,7 +168,7 @@ def flush_blocks(tbs, pages, codemap, emu):
     emu[E_TB_FLUSHES] += 1
 
 
-@njit(cache=True)
+@njit
 def translate_block(pa, gmem, uops, tbs, pages, codemap, emu):
     """Translate the block at guest-physical ``pa`` into ``uops``; return (first row, length).
 
@@ -257,58 +217,58 @@ def translate_block(pa, gmem, uops, tbs, pages, codemap, emu):
 # ================================================================================================
 # The soft MMU (slow paths; the TLB-hit test is inline in the loop)
 # ================================================================================================
-@njit(cache=True)
+@njit
 def soft_walk(va, acc, cpl, ptbr, levels, gmem, mem_bytes, tlb, slot, key, counters, pages, codemap,
               emu):
     """Walk the guest's page tables in guest memory; fill soft-TLB entry ``slot`` on success."""
     write = acc == ACC_WRITE
     err = 0
     if write:
-        err |= PF_WRITE
+        err |= isa.PF_WRITE
     if cpl == 3:
-        err |= PF_USER
+        err |= isa.PF_USER
     if acc == ACC_FETCH:
-        err |= PF_FETCH
+        err |= isa.PF_FETCH
     top = levels * 10 + 12
     if top < 32 and (va >> top) != 0:
         return -1 - err
-    table = ptbr & FRAME_MASK
-    perm = PTE_W | PTE_U
+    table = ptbr & isa.PTE_FRAME_MASK
+    perm = isa.PTE_W | isa.PTE_U
     pte = np.int64(0)
     pte_addr = 0
     for k in range(levels - 1, -1, -1):
         pte_addr = table + 4 * ((va >> (12 + 10 * k)) & 0x3FF)
         if pte_addr >= mem_bytes:
             return BUS_ERROR
-        counters[EV_WALK_REFS] += 1
+        counters[S.EV_WALK_REFS] += 1
         pte = np.int64(gmem[pte_addr >> 2])
-        if (pte & PTE_P) == 0:
+        if (pte & isa.PTE_P) == 0:
             return -1 - err
-        if (pte & PTE_A) == 0:
-            pte |= PTE_A
+        if (pte & isa.PTE_A) == 0:
+            pte |= isa.PTE_A
             write_word(pte_addr, pte, gmem, pages, codemap, emu)
         perm &= pte
-        table = pte & FRAME_MASK
-    if write and (perm & PTE_W) == 0:
-        return -1 - (err | PF_PRESENT)
-    if cpl == 3 and (perm & PTE_U) == 0:
-        return -1 - (err | PF_PRESENT)
-    if write and (pte & PTE_D) == 0:
-        pte |= PTE_D
+        table = pte & isa.PTE_FRAME_MASK
+    if write and (perm & isa.PTE_W) == 0:
+        return -1 - (err | isa.PF_PRESENT)
+    if cpl == 3 and (perm & isa.PTE_U) == 0:
+        return -1 - (err | isa.PF_PRESENT)
+    if write and (pte & isa.PTE_D) == 0:
+        pte |= isa.PTE_D
         write_word(pte_addr, pte, gmem, pages, codemap, emu)
     tlb[2 * slot] = key
-    tlb[2 * slot + 1] = table | (perm & (PTE_W | PTE_U)) | (pte & PTE_D)
+    tlb[2 * slot + 1] = table | (perm & (isa.PTE_W | isa.PTE_U)) | (pte & isa.PTE_D)
     pa = table | (va & 0xFFF)
     if pa >= mem_bytes:
         return BUS_ERROR
     return pa
 
 
-@njit(cache=True)
+@njit
 def soft_tlb_miss(va, acc, cpl, ptbr, levels, gmem, mem_bytes, tlb, tlb_mask, counters, pages,
                   codemap, emu):
     """Count a soft-TLB miss and walk."""
-    counters[EV_TLB_MISS] += 1
+    counters[S.EV_TLB_MISS] += 1
     vpn = va >> 12
     key = (((ptbr & 0xFFF) << 20) | vpn) + 1
     slot = (vpn ^ (vpn >> 7) ^ (vpn >> 14)) & tlb_mask
@@ -316,214 +276,205 @@ def soft_tlb_miss(va, acc, cpl, ptbr, levels, gmem, mem_bytes, tlb, tlb_mask, co
                      pages, codemap, emu)
 
 
-@njit(cache=True)
+@njit
 def soft_translate(va, acc, cpl, vcpu, gmem, tlb, counters, pages, codemap, emu):
     """Guest-virtual -> guest-physical for one access on a slow path (or a fault code < 0)."""
-    mem_bytes = vcpu[C_MEM_BYTES]
-    if (vcpu[C_PAGING] & 1) == 0:
+    mem_bytes = vcpu[S.C_MEM_BYTES]
+    if (vcpu[S.C_PAGING] & 1) == 0:
         return va if va < mem_bytes else BUS_ERROR
-    ptbr = vcpu[C_PTBR]
+    ptbr = vcpu[S.C_PTBR]
     tlb_mask = (tlb.shape[0] >> 1) - 1
     vpn = va >> 12
     i = 2 * ((vpn ^ (vpn >> 7) ^ (vpn >> 14)) & tlb_mask)
     if tlb[i] == (((ptbr & 0xFFF) << 20) | vpn) + 1:
-        need = PTE_W | PTE_D if acc == ACC_WRITE else 0
+        need = isa.PTE_W | isa.PTE_D if acc == ACC_WRITE else 0
         if cpl == 3:
-            need |= PTE_U
+            need |= isa.PTE_U
         value = tlb[i + 1]
         if (value & need) == need:
-            counters[EV_TLB_HIT] += 1
-            pa = (value & FRAME_MASK) | (va & 0xFFF)
+            counters[S.EV_TLB_HIT] += 1
+            pa = (value & isa.PTE_FRAME_MASK) | (va & 0xFFF)
             return pa if pa < mem_bytes else BUS_ERROR
-    return soft_tlb_miss(va, acc, cpl, ptbr, vcpu[C_LEVELS], gmem, mem_bytes, tlb, tlb_mask,
+    return soft_tlb_miss(va, acc, cpl, ptbr, vcpu[S.C_LEVELS], gmem, mem_bytes, tlb, tlb_mask,
                          counters, pages, codemap, emu)
 
 
-@njit(cache=True)
+@njit
 def flush_tlb(tlb, counters):
     for i in range(tlb.shape[0]):
         tlb[i] = 0
-    counters[EV_TLB_FLUSHES] += 1
+    counters[S.EV_TLB_FLUSHES] += 1
 
 
 # ================================================================================================
 # Traps (slow paths)
 # ================================================================================================
-@njit(cache=True)
+@njit
 def fault_vector(code, va, vcpu, counters):
     """A soft-MMU fault code -> (vector, error code); a page fault records its address."""
     if code == BUS_ERROR:
-        return VEC_GP, 0
-    vcpu[C_FAULT_ADDR] = va
-    counters[EV_PAGE_FAULTS] += 1
-    return VEC_PF, -1 - code
+        return isa.VEC_GP, 0
+    vcpu[S.C_FAULT_ADDR] = va
+    counters[S.EV_PAGE_FAULTS] += 1
+    return isa.VEC_PF, -1 - code
 
 
-@njit(cache=True)
+@njit
 def deliver(vec, err, rp, regs, vcpu, gmem, tlb, counters, pages, codemap, emu):
     """Deliver trap ``vec`` to the guest's handler; return STOP_NONE or why the run stops."""
-    counters[EV_VECTOR_BASE + vec] += 1
-    counters[EV_TRAPS] += 1
-    vcpu[C_PC] = rp
-    tvb = vcpu[C_TVB]
-    if tvb == NO_TVB:
-        vcpu[C_STOP_VECTOR] = vec
-        vcpu[C_STOP_ERROR] = err
-        return STOP_UNHANDLED_TRAP
-    p = soft_translate((tvb + 4 * vec) & MASK32, ACC_READ, 0, vcpu, gmem, tlb, counters, pages,
-                       codemap, emu)
+    counters[S.EV_VECTOR_BASE + vec] += 1
+    counters[S.EV_TRAPS] += 1
+    vcpu[S.C_PC] = rp
+    tvb = vcpu[S.C_TVB]
+    if tvb == isa.NO_TVB:
+        vcpu[S.C_STOP_VECTOR] = vec
+        vcpu[S.C_STOP_ERROR] = err
+        return S.STOP_UNHANDLED_TRAP
+    p = soft_translate((tvb + 4 * vec) & isa.WORD_MASK, ACC_READ, 0, vcpu, gmem, tlb, counters,
+                       pages, codemap, emu)
     if p < 0:
-        vcpu[C_STOP_VECTOR] = vec
-        vcpu[C_STOP_ERROR] = err
-        return STOP_TRIPLE_FAULT
+        vcpu[S.C_STOP_VECTOR] = vec
+        vcpu[S.C_STOP_ERROR] = err
+        return S.STOP_TRIPLE_FAULT
     handler = np.int64(gmem[p >> 2])
     if handler == 0:
-        vcpu[C_STOP_VECTOR] = vec
-        vcpu[C_STOP_ERROR] = err
-        return STOP_UNHANDLED_TRAP
-    vcpu[C_DELIVERIES] += 1
-    if vcpu[C_DELIVERIES] > MAX_DELIVERIES:
-        vcpu[C_STOP_VECTOR] = vec
-        vcpu[C_STOP_ERROR] = err
-        return STOP_TRIPLE_FAULT
-    old_cpl = vcpu[C_CPL]
-    old_sp = regs[SP]
-    sp = vcpu[C_KSP] if old_cpl > 0 else old_sp
+        vcpu[S.C_STOP_VECTOR] = vec
+        vcpu[S.C_STOP_ERROR] = err
+        return S.STOP_UNHANDLED_TRAP
+    vcpu[S.C_DELIVERIES] += 1
+    if vcpu[S.C_DELIVERIES] > S.MAX_DELIVERIES:
+        vcpu[S.C_STOP_VECTOR] = vec
+        vcpu[S.C_STOP_ERROR] = err
+        return S.STOP_TRIPLE_FAULT
+    old_cpl = vcpu[S.C_CPL]
+    old_sp = regs[isa.SP]
+    sp = vcpu[S.C_KSP] if old_cpl > 0 else old_sp
     where = np.empty(5, np.int64)
     for k in range(5):
-        where[k] = soft_translate((sp - 4 * (k + 1)) & MASK32, ACC_WRITE, 0, vcpu, gmem, tlb,
+        where[k] = soft_translate((sp - 4 * (k + 1)) & isa.WORD_MASK, ACC_WRITE, 0, vcpu, gmem, tlb,
                                   counters, pages, codemap, emu)
         if where[k] < 0:
-            vcpu[C_STOP_VECTOR] = vec
-            vcpu[C_STOP_ERROR] = err
-            return STOP_TRIPLE_FAULT
+            vcpu[S.C_STOP_VECTOR] = vec
+            vcpu[S.C_STOP_ERROR] = err
+            return S.STOP_TRIPLE_FAULT
     write_word(where[0], old_sp, gmem, pages, codemap, emu)
-    write_word(where[1], vcpu[C_IF] << 9, gmem, pages, codemap, emu)
+    write_word(where[1], vcpu[S.C_IF] << 9, gmem, pages, codemap, emu)
     write_word(where[2], old_cpl, gmem, pages, codemap, emu)
     write_word(where[3], rp, gmem, pages, codemap, emu)
     write_word(where[4], err, gmem, pages, codemap, emu)
-    regs[SP] = (sp - 20) & MASK32
-    vcpu[C_CPL] = 0
-    vcpu[C_IF] = 0
-    vcpu[C_PC] = handler
-    return STOP_NONE
+    regs[isa.SP] = (sp - 20) & isa.WORD_MASK
+    vcpu[S.C_CPL] = 0
+    vcpu[S.C_IF] = 0
+    vcpu[S.C_PC] = handler
+    return S.STOP_NONE
 
 
-@njit(cache=True)
+@njit
 def trap_return(op, regs, vcpu, gmem, tlb, counters, pages, codemap, emu):
     """IRET / SYSRET: read the whole five-word frame, then commit; (-1, 0) or a fault."""
-    sp = regs[SP]
+    sp = regs[isa.SP]
     frame = np.empty(5, np.int64)
     for k in range(5):
-        va = (sp + 4 * k) & MASK32
-        p = soft_translate(va, ACC_READ, vcpu[C_CPL], vcpu, gmem, tlb, counters, pages, codemap,
+        va = (sp + 4 * k) & isa.WORD_MASK
+        p = soft_translate(va, ACC_READ, vcpu[S.C_CPL], vcpu, gmem, tlb, counters, pages, codemap,
                            emu)
         if p < 0:
             return fault_vector(p, va, vcpu, counters)
         frame[k] = gmem[p >> 2]
-    vcpu[C_PC] = frame[1]
-    regs[SP] = frame[4]
-    if op == OP_IRET:
-        counters[EV_IRET] += 1
-        vcpu[C_CPL] = frame[2] & 3
-        vcpu[C_IF] = (frame[3] >> 9) & 1
+    vcpu[S.C_PC] = frame[1]
+    regs[isa.SP] = frame[4]
+    if op == isa.OP_IRET:
+        counters[S.EV_IRET] += 1
+        vcpu[S.C_CPL] = frame[2] & 3
+        vcpu[S.C_IF] = (frame[3] >> 9) & 1
     else:
-        counters[EV_SYSRET] += 1
-        vcpu[C_CPL] = 3
-        vcpu[C_IF] = 1
+        counters[S.EV_SYSRET] += 1
+        vcpu[S.C_CPL] = 3
+        vcpu[S.C_IF] = 1
     return -1, 0
 
 
 # ================================================================================================
 # Device models (slow paths)
 # ================================================================================================
-@njit(cache=True)
+@njit
 def device_in(port, vcpu, counters, emu):
-    counters[EV_IO_IN] += 1
+    counters[S.EV_IO_IN] += 1
     emu[E_DEVICE] += 1
-    if port == PORT_CONSOLE:
+    if port == isa.PORT_CONSOLE:
         return 0
-    if port == PORT_TIMER:
-        return vcpu[C_TIMER_PERIOD]
-    if port == PORT_TICKS:
-        return vcpu[C_TICKS] & MASK32
-    if port == PORT_BLK_SECTOR:
-        return vcpu[C_BLK_SECTOR]
-    if port == PORT_BLK_BUFFER:
-        return vcpu[C_BLK_BUFFER]
-    if port == PORT_BLK_COMMAND:
-        return vcpu[C_BLK_STATUS]
-    if port == PORT_BLK_SIZE:
-        return vcpu[C_DISK_SECTORS]
-    return MASK32
+    if port == isa.PORT_TIMER:
+        return vcpu[S.C_TIMER_PERIOD]
+    if port == isa.PORT_TICKS:
+        return vcpu[S.C_TICKS] & isa.WORD_MASK
+    if port == isa.PORT_BLK_SECTOR:
+        return vcpu[S.C_BLK_SECTOR]
+    if port == isa.PORT_BLK_BUFFER:
+        return vcpu[S.C_BLK_BUFFER]
+    if port == isa.PORT_BLK_COMMAND:
+        return vcpu[S.C_BLK_STATUS]
+    if port == isa.PORT_BLK_SIZE:
+        return vcpu[S.C_DISK_SECTORS]
+    return isa.WORD_MASK
 
 
-@njit(cache=True)
+@njit
 def disk_command(command, vcpu, gmem, disk, counters, pages, codemap, emu):
     """The block device model: a synchronous one-sector DMA between ``disk`` and guest RAM."""
-    if command != BLK_READ and command != BLK_WRITE:
-        vcpu[C_BLK_STATUS] = BLK_BAD_COMMAND
+    if command != isa.BLK_READ and command != isa.BLK_WRITE:
+        vcpu[S.C_BLK_STATUS] = S.BLK_BAD_COMMAND
         return
-    sector = vcpu[C_BLK_SECTOR]
-    buf = vcpu[C_BLK_BUFFER] & 0xFFFFFFFC
-    if sector >= vcpu[C_DISK_SECTORS] or buf + 4 * SECTOR_WORDS > vcpu[C_MEM_BYTES]:
-        vcpu[C_BLK_STATUS] = BLK_BAD_ADDRESS
+    sector = vcpu[S.C_BLK_SECTOR]
+    buf = vcpu[S.C_BLK_BUFFER] & 0xFFFFFFFC
+    if sector >= vcpu[S.C_DISK_SECTORS] or buf + 4 * S.BLK_SECTOR_WORDS > vcpu[S.C_MEM_BYTES]:
+        vcpu[S.C_BLK_STATUS] = S.BLK_BAD_ADDRESS
         return
-    first = sector * SECTOR_WORDS
-    if command == BLK_READ:
-        for k in range(SECTOR_WORDS):
+    first = sector * S.BLK_SECTOR_WORDS
+    if command == isa.BLK_READ:
+        for k in range(S.BLK_SECTOR_WORDS):
             write_word(buf + 4 * k, disk[first + k], gmem, pages, codemap, emu)
-        counters[EV_BLK_READS] += 1
+        counters[S.EV_BLK_READS] += 1
     else:
-        for k in range(SECTOR_WORDS):
+        for k in range(S.BLK_SECTOR_WORDS):
             disk[first + k] = gmem[(buf >> 2) + k]
-        counters[EV_BLK_WRITES] += 1
-    vcpu[C_BLK_STATUS] = BLK_OK
+        counters[S.EV_BLK_WRITES] += 1
+    vcpu[S.C_BLK_STATUS] = S.BLK_OK
 
 
-@njit(cache=True)
+@njit
 def device_out(port, value, vcpu, gmem, disk, counters, console, pages, codemap, emu):
-    counters[EV_IO_OUT] += 1
+    counters[S.EV_IO_OUT] += 1
     emu[E_DEVICE] += 1
-    if port == PORT_CONSOLE:
-        n = vcpu[C_CONSOLE_LEN]
+    if port == isa.PORT_CONSOLE:
+        n = vcpu[S.C_CONSOLE_LEN]
         if n < console.shape[0]:
             console[n] = value & 0xFF
-            vcpu[C_CONSOLE_LEN] = n + 1
+            vcpu[S.C_CONSOLE_LEN] = n + 1
         else:
-            counters[EV_CONSOLE_DROPPED] += 1
-    elif port == PORT_TIMER:
-        vcpu[C_TIMER_PERIOD] = value
-        vcpu[C_TIMER_DEADLINE] = NEVER if value == 0 else vcpu[C_TICKS] + value
-    elif port == PORT_BLK_SECTOR:
-        vcpu[C_BLK_SECTOR] = value
-    elif port == PORT_BLK_BUFFER:
-        vcpu[C_BLK_BUFFER] = value
-    elif port == PORT_BLK_COMMAND:
+            counters[S.EV_CONSOLE_DROPPED] += 1
+    elif port == isa.PORT_TIMER:
+        vcpu[S.C_TIMER_PERIOD] = value
+        vcpu[S.C_TIMER_DEADLINE] = S.NEVER if value == 0 else vcpu[S.C_TICKS] + value
+    elif port == isa.PORT_BLK_SECTOR:
+        vcpu[S.C_BLK_SECTOR] = value
+    elif port == isa.PORT_BLK_BUFFER:
+        vcpu[S.C_BLK_BUFFER] = value
+    elif port == isa.PORT_BLK_COMMAND:
         disk_command(value, vcpu, gmem, disk, counters, pages, codemap, emu)
 
 
-@njit(cache=True)
+@njit
 def cr_index(cr):
-    if cr == 0:
-        return C_PAGING
-    if cr == 1:
-        return C_PTBR
-    if cr == 2:
-        return C_FAULT_ADDR
-    if cr == 3:
-        return C_TVB
-    if cr == 4:
-        return C_KSP
-    if cr == 5:
-        return C_SCRATCH
-    return -1
+    """Control-register number (``isa.CR_*``) -> vcpu[] index, or -1 if there is none."""
+    if cr < 0 or cr >= len(S.CR_TO_CTRL):
+        return -1
+    return S.CR_TO_CTRL[cr]
 
 
 # ================================================================================================
 # The emulator loop
 # ================================================================================================
-@njit(cache=True)
+@njit
 def emulate(regs, vcpu, gmem, disk, tlb, counters, console, emu, uops, tbs, pages,
             codemap, translate_mode, budget):
     """Run the guest for at most ``budget`` instructions; return the stop reason.
@@ -535,20 +486,20 @@ def emulate(regs, vcpu, gmem, disk, tlb, counters, console, emu, uops, tbs, page
     instruction) or a decode for the interpreter.  Both paths end in the same execute code, so
     the two modes cannot disagree about what an instruction does.
     """
-    mem_bytes = vcpu[C_MEM_BYTES]
+    mem_bytes = vcpu[S.C_MEM_BYTES]
     tlb_mask = (tlb.shape[0] >> 1) - 1
-    strict = vcpu[C_STRICT]
-    levels = vcpu[C_LEVELS]
-    pc = vcpu[C_PC]
-    cpl = vcpu[C_CPL]
-    iflag = vcpu[C_IF]
-    paging = vcpu[C_PAGING] & 1
-    ptbr = vcpu[C_PTBR]
+    strict = vcpu[S.C_STRICT]
+    levels = vcpu[S.C_LEVELS]
+    pc = vcpu[S.C_PC]
+    cpl = vcpu[S.C_CPL]
+    iflag = vcpu[S.C_IF]
+    paging = vcpu[S.C_PAGING] & 1
+    ptbr = vcpu[S.C_PTBR]
     asid_key = ((ptbr & 0xFFF) << 20) + 1
-    user_need = PTE_U if cpl == 3 else 0
-    ticks = vcpu[C_TICKS]
-    deadline = vcpu[C_TIMER_DEADLINE]
-    data_limit = vcpu[C_DATA_LIMIT]     # the contract's monitor-only limit (0 when booted here)
+    user_need = isa.PTE_U if cpl == 3 else 0
+    ticks = vcpu[S.C_TICKS]
+    deadline = vcpu[S.C_TIMER_DEADLINE]
+    data_limit = vcpu[S.C_DATA_LIMIT]     # the contract's monitor-only limit (0 when booted here)
     retired = 0
     n_interp = 0
     n_tb = 0
@@ -562,7 +513,7 @@ def emulate(regs, vcpu, gmem, disk, tlb, counters, console, emu, uops, tbs, page
     b_key = 0
     b_frame = 0
     emu[E_SMC] = 0
-    stop = STOP_NONE
+    stop = S.STOP_NONE
 
     while True:
         vec = -1
@@ -580,8 +531,8 @@ def emulate(regs, vcpu, gmem, disk, tlb, counters, console, emu, uops, tbs, page
                 else:
                     value = tlb[b_slot + 1]
                     if (tlb[b_slot] == b_key and (value & user_need) == user_need
-                            and (value & FRAME_MASK) == b_frame):
-                        counters[EV_TLB_HIT] += 1
+                            and (value & isa.PTE_FRAME_MASK) == b_frame):
+                        counters[S.EV_TLB_HIT] += 1
                         in_tb = True
             if in_tb:
                 op = uops[blk, UOP_OP]
@@ -595,24 +546,24 @@ def emulate(regs, vcpu, gmem, disk, tlb, counters, console, emu, uops, tbs, page
         if not in_tb:
             # ---- the general step: timer, interrupt, budget, fetch ---------------------------
             if ticks >= deadline:
-                vcpu[C_TIMER_PENDING] = 1
-                deadline += vcpu[C_TIMER_PERIOD]
-            if iflag != 0 and vcpu[C_TIMER_PENDING] != 0:
-                vcpu[C_TIMER_PENDING] = 0
-                vcpu[C_CPL] = cpl
-                vcpu[C_IF] = iflag
-                vcpu[C_TICKS] = ticks
-                stop = deliver(VEC_TIMER, 0, pc, regs, vcpu, gmem, tlb, counters, pages, codemap,
-                               emu)
-                pc = vcpu[C_PC]
-                cpl = vcpu[C_CPL]
-                iflag = vcpu[C_IF]
-                user_need = PTE_U if cpl == 3 else 0
-                if stop != STOP_NONE:
+                vcpu[S.C_TIMER_PENDING] = 1
+                deadline += vcpu[S.C_TIMER_PERIOD]
+            if iflag != 0 and vcpu[S.C_TIMER_PENDING] != 0:
+                vcpu[S.C_TIMER_PENDING] = 0
+                vcpu[S.C_CPL] = cpl
+                vcpu[S.C_IF] = iflag
+                vcpu[S.C_TICKS] = ticks
+                stop = deliver(isa.VEC_TIMER, 0, pc, regs, vcpu, gmem, tlb, counters, pages,
+                               codemap, emu)
+                pc = vcpu[S.C_PC]
+                cpl = vcpu[S.C_CPL]
+                iflag = vcpu[S.C_IF]
+                user_need = isa.PTE_U if cpl == 3 else 0
+                if stop != S.STOP_NONE:
                     break
                 continue
             if retired >= budget:
-                stop = STOP_BUDGET
+                stop = S.STOP_BUDGET
                 break
             if paging == 0:
                 pa = pc if pc < mem_bytes else BUS_ERROR
@@ -623,8 +574,8 @@ def emulate(regs, vcpu, gmem, disk, tlb, counters, console, emu, uops, tbs, page
                 if tlb[i] == asid_key + vpn:
                     value = tlb[i + 1]
                     if (value & user_need) == user_need:
-                        counters[EV_TLB_HIT] += 1
-                        pa = (value & FRAME_MASK) | (pc & 0xFFF)
+                        counters[S.EV_TLB_HIT] += 1
+                        pa = (value & isa.PTE_FRAME_MASK) | (pc & 0xFFF)
                         if pa >= mem_bytes:
                             pa = BUS_ERROR
                 if pa == MISS:
@@ -649,7 +600,7 @@ def emulate(regs, vcpu, gmem, disk, tlb, counters, console, emu, uops, tbs, page
                     vpn = pc >> 12
                     b_slot = 2 * ((vpn ^ (vpn >> 7) ^ (vpn >> 14)) & tlb_mask)
                     b_key = asid_key + vpn
-                    b_frame = pa & FRAME_MASK
+                    b_frame = pa & isa.PTE_FRAME_MASK
                     in_tb = True
                     a = uops[blk, UOP_A]
                     b = uops[blk, UOP_B]
@@ -660,180 +611,180 @@ def emulate(regs, vcpu, gmem, disk, tlb, counters, console, emu, uops, tbs, page
                     b = (word >> 16) & 15
                     x = operand(op, word)
 
-        npc = (pc + 4) & MASK32
+        npc = (pc + 4) & isa.WORD_MASK
         if vec < 0:
             acc = NO_ACCESS
             va = 0
             # ---- execute --------------------------------------------------------------------
-            if op == OP_ADDI:
-                regs[a] = (regs[b] + x) & MASK32
-            elif op == OP_ADD:
-                regs[a] = (regs[b] + regs[x]) & MASK32
-            elif op == OP_LD:
-                va = (regs[b] + x) & MASK32
+            if op == isa.OP_ADDI:
+                regs[a] = (regs[b] + x) & isa.WORD_MASK
+            elif op == isa.OP_ADD:
+                regs[a] = (regs[b] + regs[x]) & isa.WORD_MASK
+            elif op == isa.OP_LD:
+                va = (regs[b] + x) & isa.WORD_MASK
                 acc = ACC_READ
-            elif op == OP_ST:
-                va = (regs[b] + x) & MASK32
+            elif op == isa.OP_ST:
+                va = (regs[b] + x) & isa.WORD_MASK
                 acc = ACC_WRITE
-            elif op == OP_BNE:
+            elif op == isa.OP_BNE:
                 if regs[a] != regs[b]:
-                    npc = (npc + x) & MASK32
-            elif op == OP_BEQ:
+                    npc = (npc + x) & isa.WORD_MASK
+            elif op == isa.OP_BEQ:
                 if regs[a] == regs[b]:
-                    npc = (npc + x) & MASK32
-            elif op == OP_BLT:
+                    npc = (npc + x) & isa.WORD_MASK
+            elif op == isa.OP_BLT:
                 if s32(regs[a]) < s32(regs[b]):
-                    npc = (npc + x) & MASK32
-            elif op == OP_BGE:
+                    npc = (npc + x) & isa.WORD_MASK
+            elif op == isa.OP_BGE:
                 if s32(regs[a]) >= s32(regs[b]):
-                    npc = (npc + x) & MASK32
-            elif op == OP_BLTU:
+                    npc = (npc + x) & isa.WORD_MASK
+            elif op == isa.OP_BLTU:
                 if regs[a] < regs[b]:
-                    npc = (npc + x) & MASK32
-            elif op == OP_BGEU:
+                    npc = (npc + x) & isa.WORD_MASK
+            elif op == isa.OP_BGEU:
                 if regs[a] >= regs[b]:
-                    npc = (npc + x) & MASK32
-            elif op == OP_JMP:
-                npc = (npc + x) & MASK32
-            elif op == OP_MOV:
+                    npc = (npc + x) & isa.WORD_MASK
+            elif op == isa.OP_JMP:
+                npc = (npc + x) & isa.WORD_MASK
+            elif op == isa.OP_MOV:
                 regs[a] = regs[b]
-            elif op == OP_MOVI:
-                regs[a] = x & MASK32
-            elif op == OP_LUI:
+            elif op == isa.OP_MOVI:
+                regs[a] = x & isa.WORD_MASK
+            elif op == isa.OP_LUI:
                 regs[a] = x
-            elif op == OP_SUB:
-                regs[a] = (regs[b] - regs[x]) & MASK32
-            elif op == OP_AND:
+            elif op == isa.OP_SUB:
+                regs[a] = (regs[b] - regs[x]) & isa.WORD_MASK
+            elif op == isa.OP_AND:
                 regs[a] = regs[b] & regs[x]
-            elif op == OP_OR:
+            elif op == isa.OP_OR:
                 regs[a] = regs[b] | regs[x]
-            elif op == OP_XOR:
+            elif op == isa.OP_XOR:
                 regs[a] = regs[b] ^ regs[x]
-            elif op == OP_SHL:
-                regs[a] = (regs[b] << (regs[x] & 31)) & MASK32
-            elif op == OP_SHR:
+            elif op == isa.OP_SHL:
+                regs[a] = (regs[b] << (regs[x] & 31)) & isa.WORD_MASK
+            elif op == isa.OP_SHR:
                 regs[a] = regs[b] >> (regs[x] & 31)
-            elif op == OP_SAR:
-                regs[a] = (s32(regs[b]) >> (regs[x] & 31)) & MASK32
-            elif op == OP_MUL:
+            elif op == isa.OP_SAR:
+                regs[a] = (s32(regs[b]) >> (regs[x] & 31)) & isa.WORD_MASK
+            elif op == isa.OP_MUL:
                 p = regs[b]
                 q = regs[x]
-                regs[a] = ((p & 0xFFFF) * q + ((((p >> 16) * q) & 0xFFFF) << 16)) & MASK32
-            elif op == OP_DIV or op == OP_MOD:
+                regs[a] = ((p & 0xFFFF) * q + ((((p >> 16) * q) & 0xFFFF) << 16)) & isa.WORD_MASK
+            elif op == isa.OP_DIV or op == isa.OP_MOD:
                 d = regs[x]
                 if d == 0:
-                    vec = VEC_DE
-                elif op == OP_DIV:
+                    vec = isa.VEC_DE
+                elif op == isa.OP_DIV:
                     regs[a] = regs[b] // d
                 else:
                     regs[a] = regs[b] % d
-            elif op == OP_SLT:
+            elif op == isa.OP_SLT:
                 regs[a] = 1 if s32(regs[b]) < s32(regs[x]) else 0
-            elif op == OP_SLTU:
+            elif op == isa.OP_SLTU:
                 regs[a] = 1 if regs[b] < regs[x] else 0
-            elif op == OP_ANDI:
+            elif op == isa.OP_ANDI:
                 regs[a] = regs[b] & x
-            elif op == OP_ORI:
+            elif op == isa.OP_ORI:
                 regs[a] = regs[b] | x
-            elif op == OP_XORI:
+            elif op == isa.OP_XORI:
                 regs[a] = regs[b] ^ x
-            elif op == OP_SHLI:
-                regs[a] = (regs[b] << x) & MASK32
-            elif op == OP_SHRI:
+            elif op == isa.OP_SHLI:
+                regs[a] = (regs[b] << x) & isa.WORD_MASK
+            elif op == isa.OP_SHRI:
                 regs[a] = regs[b] >> x
-            elif op == OP_SARI:
-                regs[a] = (s32(regs[b]) >> x) & MASK32
-            elif op == OP_NOP:
+            elif op == isa.OP_SARI:
+                regs[a] = (s32(regs[b]) >> x) & isa.WORD_MASK
+            elif op == isa.OP_NOP:
                 pass
-            elif op == OP_PUSH or op == OP_CALL or op == OP_CALLR:
-                va = (regs[SP] - 4) & MASK32
+            elif op == isa.OP_PUSH or op == isa.OP_CALL or op == isa.OP_CALLR:
+                va = (regs[isa.SP] - 4) & isa.WORD_MASK
                 acc = ACC_WRITE
-            elif op == OP_POP or op == OP_RET:
-                va = regs[SP]
+            elif op == isa.OP_POP or op == isa.OP_RET:
+                va = regs[isa.SP]
                 acc = ACC_READ
-            elif op == OP_JR:
+            elif op == isa.OP_JR:
                 npc = regs[a]
-            elif op == OP_SYSCALL:
+            elif op == isa.OP_SYSCALL:
                 pass
-            elif op >= OP_PUSHF and op <= OP_RDTVB:
+            elif op >= isa.OP_PUSHF and op <= isa.OP_RDTVB:
                 if strict != 0 and cpl != 0:
-                    vec = VEC_GP
-                    counters[EV_PRIV_FAULTS] += 1
-                elif op == OP_PUSHF:
-                    va = (regs[SP] - 4) & MASK32
+                    vec = isa.VEC_GP
+                    counters[S.EV_PRIV_FAULTS] += 1
+                elif op == isa.OP_PUSHF:
+                    va = (regs[isa.SP] - 4) & isa.WORD_MASK
                     acc = ACC_WRITE
-                elif op == OP_POPF:
-                    va = regs[SP]
+                elif op == isa.OP_POPF:
+                    va = regs[isa.SP]
                     acc = ACC_READ
-                elif op == OP_GETCPL:
+                elif op == isa.OP_GETCPL:
                     regs[a] = cpl
                 else:
-                    regs[a] = vcpu[C_TVB]
-            elif op >= OP_SYSRET and op <= OP_TLBFLUSH:
+                    regs[a] = vcpu[S.C_TVB]
+            elif op >= isa.OP_SYSRET and op <= isa.OP_TLBFLUSH:
                 if cpl != 0:
-                    vec = VEC_GP
-                    counters[EV_PRIV_FAULTS] += 1
-                elif op == OP_CLI:
+                    vec = isa.VEC_GP
+                    counters[S.EV_PRIV_FAULTS] += 1
+                elif op == isa.OP_CLI:
                     iflag = 0
-                elif op == OP_STI:
+                elif op == isa.OP_STI:
                     iflag = 1
-                elif op == OP_IN:
-                    vcpu[C_TICKS] = ticks
+                elif op == isa.OP_IN:
+                    vcpu[S.C_TICKS] = ticks
                     regs[a] = device_in(x, vcpu, counters, emu)
-                elif op == OP_OUT:
-                    vcpu[C_TICKS] = ticks
-                    vcpu[C_TIMER_DEADLINE] = deadline
+                elif op == isa.OP_OUT:
+                    vcpu[S.C_TICKS] = ticks
+                    vcpu[S.C_TIMER_DEADLINE] = deadline
                     device_out(x, regs[a], vcpu, gmem, disk, counters, console, pages, codemap, emu)
-                    deadline = vcpu[C_TIMER_DEADLINE]
-                elif op == OP_HLT:
-                    counters[EV_HLT] += 1
-                elif op == OP_WRCR:
+                    deadline = vcpu[S.C_TIMER_DEADLINE]
+                elif op == isa.OP_HLT:
+                    counters[S.EV_HLT] += 1
+                elif op == isa.OP_WRCR:
                     idx = cr_index(x)
                     if idx < 0:
-                        vec = VEC_GP
+                        vec = isa.VEC_GP
                     else:
-                        counters[EV_CR_WRITES] += 1
+                        counters[S.EV_CR_WRITES] += 1
                         value = regs[a]
                         vcpu[idx] = value
-                        if idx == C_PAGING:
-                            counters[EV_PAGING_WRITES] += 1
+                        if idx == S.C_PAGING:
+                            counters[S.EV_PAGING_WRITES] += 1
                             paging = value & 1
                             flush_tlb(tlb, counters)
-                        elif idx == C_PTBR:
-                            counters[EV_PTBR_WRITES] += 1
+                        elif idx == S.C_PTBR:
+                            counters[S.EV_PTBR_WRITES] += 1
                             ptbr = value
                             asid_key = ((ptbr & 0xFFF) << 20) + 1
                             if (value & 0xFFF) == 0:
                                 flush_tlb(tlb, counters)
-                elif op == OP_RDCR:
+                elif op == isa.OP_RDCR:
                     idx = cr_index(x)
                     if idx < 0:
-                        vec = VEC_GP
+                        vec = isa.VEC_GP
                     else:
-                        counters[EV_CR_READS] += 1
-                        if idx == C_PTBR:
-                            counters[EV_PTBR_READS] += 1
+                        counters[S.EV_CR_READS] += 1
+                        if idx == S.C_PTBR:
+                            counters[S.EV_PTBR_READS] += 1
                         regs[a] = vcpu[idx]
-                elif op == OP_INVLPG:
-                    counters[EV_INVLPG] += 1
+                elif op == isa.OP_INVLPG:
+                    counters[S.EV_INVLPG] += 1
                     vpn = regs[a] >> 12
                     i = 2 * ((vpn ^ (vpn >> 7) ^ (vpn >> 14)) & tlb_mask)
                     if tlb[i] == asid_key + vpn:
                         tlb[i] = 0
                         tlb[i + 1] = 0
-                elif op == OP_TLBFLUSH:
+                elif op == isa.OP_TLBFLUSH:
                     flush_tlb(tlb, counters)
                 else:
-                    vcpu[C_CPL] = cpl
-                    vcpu[C_IF] = iflag
+                    vcpu[S.C_CPL] = cpl
+                    vcpu[S.C_IF] = iflag
                     vec, err = trap_return(op, regs, vcpu, gmem, tlb, counters, pages, codemap, emu)
                     if vec < 0:
-                        npc = vcpu[C_PC]
-                        cpl = vcpu[C_CPL]
-                        iflag = vcpu[C_IF]
-                        user_need = PTE_U if cpl == 3 else 0
+                        npc = vcpu[S.C_PC]
+                        cpl = vcpu[S.C_CPL]
+                        iflag = vcpu[S.C_IF]
+                        user_need = isa.PTE_U if cpl == 3 else 0
             else:
-                vec = VEC_UD
+                vec = isa.VEC_UD
 
             # ---- the data access, through the soft MMU (TLB-hit test inline) ----------------
             if acc != NO_ACCESS:
@@ -847,10 +798,10 @@ def emulate(regs, vcpu, gmem, disk, tlb, counters, console, emu, uops, tbs, page
                     pa = MISS
                     if tlb[i] == asid_key + vpn:
                         value = tlb[i + 1]
-                        need = user_need | (PTE_W | PTE_D if acc == ACC_WRITE else 0)
+                        need = user_need | (isa.PTE_W | isa.PTE_D if acc == ACC_WRITE else 0)
                         if (value & need) == need:
-                            counters[EV_TLB_HIT] += 1
-                            pa = (value & FRAME_MASK) | (va & 0xFFF)
+                            counters[S.EV_TLB_HIT] += 1
+                            pa = (value & isa.PTE_FRAME_MASK) | (va & 0xFFF)
                             if pa >= mem_bytes:
                                 pa = BUS_ERROR
                     if pa == MISS:
@@ -862,51 +813,51 @@ def emulate(regs, vcpu, gmem, disk, tlb, counters, console, emu, uops, tbs, page
                 if pa < 0:
                     vec, err = fault_vector(pa, va, vcpu, counters)
                 elif acc == ACC_WRITE:
-                    if op == OP_ST or op == OP_PUSH:
+                    if op == isa.OP_ST or op == isa.OP_PUSH:
                         gmem[pa >> 2] = regs[a]
-                    elif op == OP_PUSHF:
+                    elif op == isa.OP_PUSHF:
                         gmem[pa >> 2] = iflag << 9
                     else:
                         gmem[pa >> 2] = npc
-                        if op == OP_CALL:
-                            npc = (npc + x) & MASK32
+                        if op == isa.OP_CALL:
+                            npc = (npc + x) & isa.WORD_MASK
                         else:
                             npc = regs[a]
-                    if op != OP_ST:
-                        regs[SP] = va
+                    if op != isa.OP_ST:
+                        regs[isa.SP] = va
                     if codemap[pa >> 2] != 0:
                         invalidate_page(pa >> 12, pages, codemap, emu)
                         smc = True
-                elif op == OP_LD:
+                elif op == isa.OP_LD:
                     regs[a] = gmem[pa >> 2]
                 else:
                     value = np.int64(gmem[pa >> 2])
-                    regs[SP] = (va + 4) & MASK32
-                    if op == OP_POP:
+                    regs[isa.SP] = (va + 4) & isa.WORD_MASK
+                    if op == isa.OP_POP:
                         regs[a] = value
-                    elif op == OP_RET:
+                    elif op == isa.OP_RET:
                         npc = value
                     else:
                         new_if = (value >> 9) & 1
                         if cpl == 0:
                             iflag = new_if
                         elif new_if != iflag:
-                            counters[EV_POPF_IGNORED] += 1
+                            counters[S.EV_POPF_IGNORED] += 1
 
         if vec >= 0:
             # ---- the instruction faulted: leave any block and deliver -----------------------
             blk = 0
             blk_end = 0
-            vcpu[C_CPL] = cpl
-            vcpu[C_IF] = iflag
-            vcpu[C_TICKS] = ticks
+            vcpu[S.C_CPL] = cpl
+            vcpu[S.C_IF] = iflag
+            vcpu[S.C_TICKS] = ticks
             stop = deliver(vec, err, pc, regs, vcpu, gmem, tlb, counters, pages, codemap, emu)
-            pc = vcpu[C_PC]
-            cpl = vcpu[C_CPL]
-            iflag = vcpu[C_IF]
-            user_need = PTE_U if cpl == 3 else 0
+            pc = vcpu[S.C_PC]
+            cpl = vcpu[S.C_CPL]
+            iflag = vcpu[S.C_IF]
+            user_need = isa.PTE_U if cpl == 3 else 0
             smc = False
-            if stop != STOP_NONE:
+            if stop != S.STOP_NONE:
                 break
             continue
         # ---- retire -------------------------------------------------------------------------
@@ -916,44 +867,44 @@ def emulate(regs, vcpu, gmem, disk, tlb, counters, console, emu, uops, tbs, page
             n_tb += 1
         else:
             n_interp += 1
-        counters[EV_OP_BASE + op] += 1
-        vcpu[C_DELIVERIES] = 0
+        counters[S.EV_OP_BASE + op] += 1
+        vcpu[S.C_DELIVERIES] = 0
         pc = npc
         if smc:
             smc = False
             blk = 0             # translated code changed under the running block: leave it
             blk_end = 0
-        if op == OP_SYSCALL or op == OP_HLT:
-            vcpu[C_PC] = pc
-            vcpu[C_CPL] = cpl
-            vcpu[C_IF] = iflag
-            vcpu[C_TICKS] = ticks
-            if op == OP_SYSCALL:
-                stop = deliver(VEC_SYSCALL, 0, pc, regs, vcpu, gmem, tlb, counters, pages,
+        if op == isa.OP_SYSCALL or op == isa.OP_HLT:
+            vcpu[S.C_PC] = pc
+            vcpu[S.C_CPL] = cpl
+            vcpu[S.C_IF] = iflag
+            vcpu[S.C_TICKS] = ticks
+            if op == isa.OP_SYSCALL:
+                stop = deliver(isa.VEC_SYSCALL, 0, pc, regs, vcpu, gmem, tlb, counters, pages,
                                codemap, emu)
-                pc = vcpu[C_PC]
-                cpl = vcpu[C_CPL]
-                iflag = vcpu[C_IF]
-                user_need = PTE_U if cpl == 3 else 0
-                if stop != STOP_NONE:
+                pc = vcpu[S.C_PC]
+                cpl = vcpu[S.C_CPL]
+                iflag = vcpu[S.C_IF]
+                user_need = isa.PTE_U if cpl == 3 else 0
+                if stop != S.STOP_NONE:
                     break
-            elif iflag != 0 and vcpu[C_TIMER_PENDING] != 0:
+            elif iflag != 0 and vcpu[S.C_TIMER_PENDING] != 0:
                 pass
-            elif iflag != 0 and vcpu[C_TIMER_PERIOD] != 0:
+            elif iflag != 0 and vcpu[S.C_TIMER_PERIOD] != 0:
                 if deadline > ticks:
-                    counters[EV_IDLE_TICKS] += deadline - ticks
+                    counters[S.EV_IDLE_TICKS] += deadline - ticks
                     ticks = deadline
             else:
-                stop = STOP_HALT
+                stop = S.STOP_HALT
                 break
 
-    vcpu[C_PC] = pc
-    vcpu[C_CPL] = cpl
-    vcpu[C_IF] = iflag
-    vcpu[C_TICKS] = ticks
-    vcpu[C_TIMER_DEADLINE] = deadline
-    vcpu[C_STOP_REASON] = stop
-    counters[EV_INSTRUCTIONS] += retired
+    vcpu[S.C_PC] = pc
+    vcpu[S.C_CPL] = cpl
+    vcpu[S.C_IF] = iflag
+    vcpu[S.C_TICKS] = ticks
+    vcpu[S.C_TIMER_DEADLINE] = deadline
+    vcpu[S.C_STOP_REASON] = stop
+    counters[S.EV_INSTRUCTIONS] += retired
     emu[E_INTERPRETED] += n_interp
     emu[E_TB_EXECUTED] += n_tb
     emu[E_TB_ENTER] += n_enter
