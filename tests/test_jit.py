@@ -263,7 +263,7 @@ def edit(package_dir: Path, pattern: str, replacement: str) -> None:
     hits[0].write_text(re.sub(pattern, replacement, hits[0].read_text(), count=1, flags=re.M))
 
 
-TICKS = r"^PORT_TICKS = 0x21\b"
+TICKS = r'Field\("ticks", 0x21\b'  # the ticks port, in abi.PORTS
 PERIOD = r"^C_TIMER_PERIOD = 10\b"
 
 
@@ -273,7 +273,7 @@ def test_a_changed_constant_reaches_the_kernel(package_copy, tmp_path):
     assert first == {"port_0x21": 1234, "port_0x20": 77, "compiled": 1, "loaded": 0}
     again = run_program(package_copy, cache)
     assert again["loaded"] == 1 and again["compiled"] == 0, "an unchanged kernel is reused"
-    edit(package_copy, TICKS, "PORT_TICKS = 0x22")        # a port (isa.py)
+    edit(package_copy, TICKS, 'Field("ticks", 0x22')        # a port (abi.py)
     moved = run_program(package_copy, cache)
     assert moved["port_0x21"] == 0xFFFFFFFF and moved["compiled"] == 1, moved
     edit(package_copy, PERIOD, "C_TIMER_PERIOD = 100")    # a state index (state.py)
@@ -286,7 +286,7 @@ def test_without_the_locator_numba_runs_the_stale_kernel(package_copy, tmp_path)
     into the cached machine code, is still used."""
     cache = tmp_path / "numba-cache"
     assert run_program(package_copy, cache, "plain")["compiled"] == 1
-    edit(package_copy, TICKS, "PORT_TICKS = 0x22")
+    edit(package_copy, TICKS, 'Field("ticks", 0x22')
     stale = run_program(package_copy, cache, "plain")
     assert stale["loaded"] == 1 and stale["port_0x21"] == 1234, (
         f"{stale}: Numba noticed the change by itself; kernel_sim/jit.py's locator may no "
