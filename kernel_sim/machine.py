@@ -25,31 +25,7 @@ import numpy as np
 from . import isa
 from .costs import cost_array
 from .results import Result
-from .state import (
-    C_BLK_BUFFER,
-    C_BLK_SECTOR,
-    C_BLK_STATUS,
-    C_CONSOLE_LEN,
-    C_CPL,
-    C_DISK_SECTORS,
-    C_IF,
-    C_LEVELS,
-    C_MEM_BYTES,
-    C_PAGING,
-    C_PC,
-    C_PTBR,
-    C_STRICT,
-    C_TICKS,
-    C_TIMER_DEADLINE,
-    C_TIMER_PENDING,
-    C_TIMER_PERIOD,
-    C_TVB,
-    C_UNTIL,
-    CR_TO_CTRL,
-    NEVER,
-    NUM_COUNTERS,
-    NUM_CTRL,
-)
+from . import state as S
 
 MAX_MEMORY = 256 << 20      # 256 MiB: well inside a 1 GB Binder container
 MAX_TLB = 4096
@@ -113,7 +89,7 @@ class Machine:
         trace_size = check_int("trace_size", trace_size, 0, 1 << 20)
         self.costs = cost_array(costs)
         self.regs = np.zeros(isa.NUM_REGS, dtype=np.int64)
-        self.ctrl = np.zeros(NUM_CTRL, dtype=np.int64)
+        self.ctrl = np.zeros(S.NUM_CTRL, dtype=np.int64)
         self.disk_sectors = check_int("disk_sectors", disk_sectors, 0, MAX_DISK_SECTORS)
         words = memory_size // 4
         # the disk's words follow physical memory in the same array (see kernel_sim.state)
@@ -121,7 +97,7 @@ class Machine:
         #: the block device's contents (a view: writes go to the disk)
         self.disk = self.mem[words:]
         self.tlb = np.zeros(2 * tlb_size, dtype=np.int64)
-        self.counters = np.zeros(NUM_COUNTERS, dtype=np.int64)
+        self.counters = np.zeros(S.NUM_COUNTERS, dtype=np.int64)
         self.console_buffer = np.zeros(console_size, dtype=np.uint8)
         self.trace = np.zeros((trace_size, 4), dtype=np.int64)
         self.intercept = np.zeros(isa.NUM_VECTORS, dtype=np.uint8)
@@ -142,14 +118,14 @@ class Machine:
         self.tlb[:] = 0
         self.counters[:] = 0
         self.trace[:] = 0
-        self.ctrl[C_TVB] = isa.NO_TVB
-        self.ctrl[C_TIMER_DEADLINE] = NEVER
-        self.ctrl[C_UNTIL] = -1
-        self.ctrl[C_LEVELS] = self.paging_levels
-        self.ctrl[C_STRICT] = int(self.strict)
-        self.ctrl[C_MEM_BYTES] = self.memory_size
-        self.ctrl[C_DISK_SECTORS] = self.disk_sectors
-        self.ctrl[C_CPL] = self.ring
+        self.ctrl[S.C_TVB] = isa.NO_TVB
+        self.ctrl[S.C_TIMER_DEADLINE] = S.NEVER
+        self.ctrl[S.C_UNTIL] = -1
+        self.ctrl[S.C_LEVELS] = self.paging_levels
+        self.ctrl[S.C_STRICT] = int(self.strict)
+        self.ctrl[S.C_MEM_BYTES] = self.memory_size
+        self.ctrl[S.C_DISK_SECTORS] = self.disk_sectors
+        self.ctrl[S.C_CPL] = self.ring
         self.regs[isa.SP] = self.memory_size & isa.WORD_MASK
 
     def load(self, program) -> "Machine":
@@ -165,29 +141,29 @@ class Machine:
                                  f"{self.memory_size} bytes of memory")
             self.mem[address // 4:end // 4] = words
         self.reset()
-        self.ctrl[C_PC] = program.entry
+        self.ctrl[S.C_PC] = program.entry
         self.program = program
         return self
 
     @property
     def pc(self) -> int:
-        return int(self.ctrl[C_PC])
+        return int(self.ctrl[S.C_PC])
 
     @pc.setter
     def pc(self, value: int) -> None:
-        self.ctrl[C_PC] = check_int("pc", value, 0, isa.WORD_MASK)
+        self.ctrl[S.C_PC] = check_int("pc", value, 0, isa.WORD_MASK)
 
     @property
     def cpl(self) -> int:
-        return int(self.ctrl[C_CPL])
+        return int(self.ctrl[S.C_CPL])
 
     @cpl.setter
     def cpl(self, value: int) -> None:
-        self.ctrl[C_CPL] = check_int("cpl", value, 0, 3)
+        self.ctrl[S.C_CPL] = check_int("cpl", value, 0, 3)
 
     @property
     def interrupts_enabled(self) -> bool:
-        return bool(self.ctrl[C_IF])
+        return bool(self.ctrl[S.C_IF])
 
     def read_word(self, address: int) -> int:
         """Read the word at a physical byte address."""
@@ -200,11 +176,11 @@ class Machine:
         self.mem[address >> 2] = value & isa.WORD_MASK
 
     def read_cr(self, name: Union[str, int]) -> int:
-        return int(self.ctrl[CR_TO_CTRL[self._cr(name)]])
+        return int(self.ctrl[S.CR_TO_CTRL[self._cr(name)]])
 
     def write_cr(self, name: Union[str, int], value: int) -> None:
         """Set a control register from outside (as a boot loader would).  Flushes the TLB."""
-        self.ctrl[CR_TO_CTRL[self._cr(name)]] = check_int("value", value, 0, isa.WORD_MASK)
+        self.ctrl[S.CR_TO_CTRL[self._cr(name)]] = check_int("value", value, 0, isa.WORD_MASK)
         self.tlb[:] = 0
 
     @staticmethod
@@ -226,7 +202,7 @@ class Machine:
         from .cpu import run_native  # imported here: importing Numba is slow, do it when needed
 
         count = check_int("count", count, 0, MAX_COUNT)
-        self.ctrl[C_UNTIL] = -1 if until is None else check_int("until", until, 0,
+        self.ctrl[S.C_UNTIL] = -1 if until is None else check_int("until", until, 0,
                                                                  isa.WORD_MASK)
         run_native(self.regs, self.ctrl, self.mem, self.tlb, self.costs, self.counters,
                    self.console_buffer, self.trace, self.intercept, count)
@@ -242,7 +218,7 @@ class Machine:
         return self.disk
 
     def console_bytes(self) -> bytes:
-        return self.console_buffer[:int(self.ctrl[C_CONSOLE_LEN])].tobytes()
+        return self.console_buffer[:int(self.ctrl[S.C_CONSOLE_LEN])].tobytes()
 
     def user_pages(self):
         """Yield ``(virtual_address, words)`` for every page ring 3 can read right now.
@@ -260,13 +236,13 @@ def architectural_state_of(ctrl) -> Dict[str, int]:
     """The guest-visible control state held in a ``ctrl`` array (a machine's or a virtual CPU's):
     pc, ring, interrupt flag, control registers, ticks, timer, block-device registers."""
     c = ctrl
-    state = {"pc": int(c[C_PC]), "cpl": int(c[C_CPL]), "if": int(c[C_IF])}
+    state = {"pc": int(c[S.C_PC]), "cpl": int(c[S.C_CPL]), "if": int(c[S.C_IF])}
     for name, number in isa.CR_NAMES.items():
-        state[name] = int(c[CR_TO_CTRL[number]])
-    state.update(ticks=int(c[C_TICKS]), timer_period=int(c[C_TIMER_PERIOD]),
-                 timer_deadline=int(c[C_TIMER_DEADLINE]),
-                 timer_pending=int(c[C_TIMER_PENDING]), blk_sector=int(c[C_BLK_SECTOR]),
-                 blk_buffer=int(c[C_BLK_BUFFER]), blk_status=int(c[C_BLK_STATUS]))
+        state[name] = int(c[S.CR_TO_CTRL[number]])
+    state.update(ticks=int(c[S.C_TICKS]), timer_period=int(c[S.C_TIMER_PERIOD]),
+                 timer_deadline=int(c[S.C_TIMER_DEADLINE]),
+                 timer_pending=int(c[S.C_TIMER_PENDING]), blk_sector=int(c[S.C_BLK_SECTOR]),
+                 blk_buffer=int(c[S.C_BLK_BUFFER]), blk_status=int(c[S.C_BLK_STATUS]))
     return state
 
 
@@ -278,7 +254,7 @@ def user_pages_of(memory: np.ndarray, ctrl, levels: int, frame_to_addr=None):
     default; a paravirtual guest's tables hold machine frames).  With paging off, user code can
     reach all of memory: one pseudo-page covering it.
     """
-    if not (ctrl[C_PAGING] & 1):
+    if not (ctrl[S.C_PAGING] & 1):
         yield 0, memory
         return
     convert = frame_to_addr or (lambda frame: frame)
@@ -300,4 +276,4 @@ def user_pages_of(memory: np.ndarray, ctrl, levels: int, frame_to_addr=None):
             else:
                 yield from walk(frame, level - 1, va)
 
-    yield from walk(convert(int(ctrl[C_PTBR]) & isa.PTE_FRAME_MASK), levels - 1, 0)
+    yield from walk(convert(int(ctrl[S.C_PTBR]) & isa.PTE_FRAME_MASK), levels - 1, 0)

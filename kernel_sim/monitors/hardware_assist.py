@@ -68,48 +68,7 @@ import numpy as np
 from .. import isa
 from ..costs import CPU_PRESETS
 from ..mmu import EPTQ_FETCH, EPTQ_FINAL, EPTQ_WRITE, invalidate_page
-from ..state import (
-    C_CPL,
-    C_CYCLES,
-    C_DELIVERIES,
-    C_FAULT_ADDR,
-    C_IF,
-    C_KSP,
-    C_PAGING,
-    C_PC,
-    C_PTBR,
-    C_SCRATCH,
-    C_STOP_ERROR,
-    C_STOP_VECTOR,
-    C_TICKS,
-    C_TIMER_DEADLINE,
-    C_TIMER_PENDING,
-    C_TIMER_PERIOD,
-    C_TVB,
-    EV_IDLE_TICKS,
-    EV_INSTRUCTIONS,
-    EV_NESTED_REFS,
-    EV_PAGE_FAULTS,
-    EV_TLB_FLUSHES,
-    EXIT_CR_ACCESS,
-    EXIT_EPT_VIOLATION,
-    EXIT_EXCEPTION_NMI,
-    EXIT_EXTERNAL_INTERRUPT,
-    EXIT_HLT,
-    EXIT_INTERRUPT_WINDOW,
-    EXIT_INVLPG,
-    EXIT_IO_INSTRUCTION,
-    EXIT_NAMES,
-    EXIT_TRIPLE_FAULT,
-    EXIT_VMCALL,
-    INJECT_VALID,
-    NUM_CTRL,
-    STOP_BUDGET,
-    STOP_NAMES,
-    STOP_TRIPLE_FAULT,
-    STOP_UNHANDLED_TRAP,
-    STOP_VM_EXIT,
-)
+from .. import state as S
 from ..vmx import CONTROLS, Vmcs, run_guest
 from .base import MONITOR_BYTES, GuestView, Monitor, MonitorError, Needs, check_settings
 from .ept import NestedPager
@@ -148,9 +107,9 @@ _PAGER_COSTS = {"shadow:root_hit": "shadow_root_hit", "shadow:root_new": "shadow
 
 def exit_label(reason: int, vector: int = -1) -> str:
     """The name an exit is counted under: Intel's name; exceptions also name the vector."""
-    if reason == EXIT_EXCEPTION_NMI and vector >= 0:
+    if reason == S.EXIT_EXCEPTION_NMI and vector >= 0:
         return _EXCEPTION[vector]
-    return EXIT_NAMES.get(reason, f"EXIT_{reason}")
+    return S.EXIT_NAMES.get(reason, f"EXIT_{reason}")
 
 
 class HardwareAssist(Monitor):
@@ -274,7 +233,7 @@ class HardwareAssist(Monitor):
                                         vmcs_address)
         vmcs = self.vmcs = Vmcs(h.mem, vmcs_address)
         if self.name == "hw_shadow":
-            self.mmu_state = np.zeros(NUM_CTRL, dtype=np.int64)   # the shadow root the CPU uses
+            self.mmu_state = np.zeros(S.NUM_CTRL, dtype=np.int64)   # the shadow root the CPU uses
             self.pager = ShadowPager(v, self.mmu_state, h.tlb, self.allocator, self.levels,
                                      max_roots=self.max_roots,
                                      unshadow_after=self.unshadow_after)
@@ -296,7 +255,7 @@ class HardwareAssist(Monitor):
         # monitor is Python, not code in host memory)
         for name in ("HOST_PC", "HOST_CPL", "HOST_PAGING", "HOST_PTBR"):
             vmcs.write(name, 0)
-        h.ctrl[C_TIMER_PERIOD] = self.time_slice   # the monitor's timer: reprogrammed every entry
+        h.ctrl[S.C_TIMER_PERIOD] = self.time_slice   # the monitor's timer: reprogrammed every entry
         self.exits = 0
         self.injections: Counter = Counter()
         self.shadow_events: Counter = Counter()
@@ -307,33 +266,33 @@ class HardwareAssist(Monitor):
     def _load_vcpu(self) -> None:
         """After an exit: the guest's CPU state from the VMCS into the virtual CPU."""
         vm, vc = self.vmcs, self.vcpu.ctrl
-        for field, idx in (("GUEST_PC", C_PC), ("GUEST_CPL", C_CPL), ("GUEST_IF", C_IF),
-                           ("GUEST_FAULT_ADDR", C_FAULT_ADDR), ("GUEST_TVB", C_TVB),
-                           ("GUEST_KSP", C_KSP), ("GUEST_SCRATCH", C_SCRATCH)):
+        for field, idx in (("GUEST_PC", S.C_PC), ("GUEST_CPL", S.C_CPL), ("GUEST_IF", S.C_IF),
+                           ("GUEST_FAULT_ADDR", S.C_FAULT_ADDR), ("GUEST_TVB", S.C_TVB),
+                           ("GUEST_KSP", S.C_KSP), ("GUEST_SCRATCH", S.C_SCRATCH)):
             vc[idx] = vm.read(field)
         if self.nested is not None:              # with EPT the paging registers are the guest's
-            vc[C_PAGING] = vm.read("GUEST_PAGING")
-            vc[C_PTBR] = vm.read("GUEST_PTBR")
+            vc[S.C_PAGING] = vm.read("GUEST_PAGING")
+            vc[S.C_PTBR] = vm.read("GUEST_PTBR")
         hc = self.host.ctrl
-        vc[C_TICKS] = hc[C_TICKS]
-        vc[C_DELIVERIES] = hc[C_DELIVERIES]
+        vc[S.C_TICKS] = hc[S.C_TICKS]
+        vc[S.C_DELIVERIES] = hc[S.C_DELIVERIES]
 
     def _store_vcpu(self) -> None:
         """Before an entry: the virtual CPU's state into the VMCS's guest-state area."""
         vm, vc = self.vmcs, self.vcpu.ctrl
-        for field, idx in (("GUEST_PC", C_PC), ("GUEST_CPL", C_CPL), ("GUEST_IF", C_IF),
-                           ("GUEST_FAULT_ADDR", C_FAULT_ADDR), ("GUEST_TVB", C_TVB),
-                           ("GUEST_KSP", C_KSP), ("GUEST_SCRATCH", C_SCRATCH)):
+        for field, idx in (("GUEST_PC", S.C_PC), ("GUEST_CPL", S.C_CPL), ("GUEST_IF", S.C_IF),
+                           ("GUEST_FAULT_ADDR", S.C_FAULT_ADDR), ("GUEST_TVB", S.C_TVB),
+                           ("GUEST_KSP", S.C_KSP), ("GUEST_SCRATCH", S.C_SCRATCH)):
             vm.write(field, vc[idx])
         if self.nested is not None:
-            vm.write("GUEST_PAGING", vc[C_PAGING])
-            vm.write("GUEST_PTBR", vc[C_PTBR])
-            vm.write("CR0_READ_SHADOW", vc[C_PAGING])   # read under cr0_pg_exiting
+            vm.write("GUEST_PAGING", vc[S.C_PAGING])
+            vm.write("GUEST_PTBR", vc[S.C_PTBR])
+            vm.write("CR0_READ_SHADOW", vc[S.C_PAGING])   # read under cr0_pg_exiting
         else:                                    # the CPU walks the shadow; the guest reads
             vm.write("GUEST_PAGING", 1)          # its own paging bit from the read shadow
-            vm.write("GUEST_PTBR", self.mmu_state[C_PTBR])
-            vm.write("CR0_READ_SHADOW", vc[C_PAGING])
-        self.host.ctrl[C_DELIVERIES] = vc[C_DELIVERIES]
+            vm.write("GUEST_PTBR", self.mmu_state[S.C_PTBR])
+            vm.write("CR0_READ_SHADOW", vc[S.C_PAGING])
+        self.host.ctrl[S.C_DELIVERIES] = vc[S.C_DELIVERIES]
 
     # ---- bookkeeping ---------------------------------------------------------------------------
     def _exit_cost(self, label: str, handler: Optional[str] = None,
@@ -354,101 +313,101 @@ class HardwareAssist(Monitor):
         self.pager.events.clear()
 
     def _inject(self, vec: int, err: int = 0) -> None:
-        self.vmcs.write("ENTRY_INTR_INFO", INJECT_VALID | vec)
+        self.vmcs.write("ENTRY_INTR_INFO", S.INJECT_VALID | vec)
         self.vmcs.write("ENTRY_EXCEPTION_ERROR", err)
         self.injections[isa.VECTOR_KEYS.get(vec, f"vector_{vec}")] += 1
 
     def _inject_page_fault(self, va: int, err: int) -> None:
         """The guest takes a page fault at ``va``: the monitor sets CR2 (the CPU counts the
         fault when it delivers it)."""
-        self.vcpu.ctrl[C_FAULT_ADDR] = va
+        self.vcpu.ctrl[S.C_FAULT_ADDR] = va
         self._inject(isa.VEC_PF, err)
 
     def _pending_injection(self) -> bool:
-        return bool(self.vmcs.read("ENTRY_INTR_INFO") & INJECT_VALID)
+        return bool(self.vmcs.read("ENTRY_INTR_INFO") & S.INJECT_VALID)
 
     # ---- the run loop --------------------------------------------------------------------------
     def _run(self, budget: int) -> None:
         h, v = self.host, self.vcpu
         vc = v.ctrl
-        h0 = h.counters.item(EV_INSTRUCTIONS)
-        v0 = v.counters.item(EV_INSTRUCTIONS)
+        h0 = h.counters.item(S.EV_INSTRUCTIONS)
+        v0 = v.counters.item(S.EV_INSTRUCTIONS)
         window = CONTROLS["interrupt_window_exiting"]
         try:
             while True:
                 # the virtual timer: inject when the guest can take it, else wait for the window
                 v.timer_check()
-                if vc[C_TIMER_PENDING] and not self._pending_injection():
-                    if vc[C_IF]:
-                        vc[C_TIMER_PENDING] = 0
+                if vc[S.C_TIMER_PENDING] and not self._pending_injection():
+                    if vc[S.C_IF]:
+                        vc[S.C_TIMER_PENDING] = 0
                         self._inject(isa.VEC_TIMER)
                     else:
                         self.vmcs.write("EXEC_CONTROLS", self.vmcs.read("EXEC_CONTROLS") | window)
-                retired = (h.counters.item(EV_INSTRUCTIONS) - h0
-                           + v.counters.item(EV_INSTRUCTIONS) - v0)
+                retired = (h.counters.item(S.EV_INSTRUCTIONS) - h0
+                           + v.counters.item(S.EV_INSTRUCTIONS) - v0)
                 if retired >= budget:
-                    self.stop = STOP_NAMES[STOP_BUDGET]
+                    self.stop = S.STOP_NAMES[S.STOP_BUDGET]
                     return
                 self._store_vcpu()
-                ticks = vc.item(C_TICKS)
+                ticks = vc.item(S.C_TICKS)
                 hc = h.ctrl
-                hc[C_TICKS] = ticks
-                hc[C_TIMER_DEADLINE] = min(vc.item(C_TIMER_DEADLINE), ticks + self.time_slice)
-                hc[C_TIMER_PENDING] = 0
+                hc[S.C_TICKS] = ticks
+                hc[S.C_TIMER_DEADLINE] = min(vc.item(S.C_TIMER_DEADLINE), ticks + self.time_slice)
+                hc[S.C_TIMER_PENDING] = 0
                 reason = run_guest(h, self.vmcs, budget - retired)
                 if not self.vpid:
                     self.transition_flushes += 2
                 self._load_vcpu()
-                if reason == STOP_VM_EXIT:
+                if reason == S.STOP_VM_EXIT:
                     self.exits += 1
                     self._exit()
-                elif reason == STOP_UNHANDLED_TRAP:
-                    raise Stop(reason, int(hc[C_STOP_VECTOR]), int(hc[C_STOP_ERROR]))
-                elif reason != STOP_BUDGET:
-                    raise MonitorError(f"unexpected stop {STOP_NAMES.get(reason, reason)} in "
+                elif reason == S.STOP_UNHANDLED_TRAP:
+                    raise Stop(reason, int(hc[S.C_STOP_VECTOR]), int(hc[S.C_STOP_ERROR]))
+                elif reason != S.STOP_BUDGET:
+                    raise MonitorError(f"unexpected stop {S.STOP_NAMES.get(reason, reason)} in "
                                        f"non-root operation")
         except Stop as s:
-            self.stop = STOP_NAMES[s.reason]
+            self.stop = S.STOP_NAMES[s.reason]
             self.stop_vector, self.stop_error = s.vector, s.error
 
     def _exit(self) -> None:
         """Handle one VM exit (the guest's state is in the virtual CPU)."""
         vm, v = self.vmcs, self.vcpu
         reason = vm.read("EXIT_REASON")
-        vector = vm.read("EXIT_INTR_INFO") if reason == EXIT_EXCEPTION_NMI else -1
+        vector = vm.read("EXIT_INTR_INFO") if reason == S.EXIT_EXCEPTION_NMI else -1
         label = exit_label(reason, vector)
         if len(self.timeline) < TIMELINE_LIMIT:
-            self.timeline.append((int(v.ctrl[C_TICKS]), label, int(v.ctrl[C_CPL]),
-                                  int(v.ctrl[C_PC])))
+            self.timeline.append((int(v.ctrl[S.C_TICKS]), label, int(v.ctrl[S.C_CPL]),
+                                  int(v.ctrl[S.C_PC])))
         idt = vm.read("IDT_VECTORING_INFO")
-        if reason == EXIT_EXTERNAL_INTERRUPT:
+        if reason == S.EXIT_EXTERNAL_INTERRUPT:
             self._exit_cost(label)
-        elif reason == EXIT_INTERRUPT_WINDOW:
+        elif reason == S.EXIT_INTERRUPT_WINDOW:
             self._exit_cost(label)
             vm.set_control("interrupt_window_exiting", False)
-        elif reason in (EXIT_HLT, EXIT_CR_ACCESS, EXIT_INVLPG, EXIT_IO_INSTRUCTION):
+        elif reason in (S.EXIT_HLT, S.EXIT_CR_ACCESS, S.EXIT_INVLPG, S.EXIT_IO_INSTRUCTION):
             self._emulate(label, reason, vm.read("EXIT_INSTRUCTION"))
-        elif reason == EXIT_EXCEPTION_NMI:
+        elif reason == S.EXIT_EXCEPTION_NMI:
             err = vm.read("EXIT_INTR_ERROR")
             if vector == isa.VEC_PF and self.pager is not None:
                 self._shadow_fault(label, vm.read("EXIT_QUALIFICATION"), err, idt)
             elif vector == isa.VEC_PF:
                 self._exit_cost(label, "reflect")
-                if idt & INJECT_VALID:       # natively: a fault while delivering a trap
+                if idt & S.INJECT_VALID:       # natively: a fault while delivering a trap
                     self._delivery_failed(idt)
                 self._inject_page_fault(vm.read("EXIT_QUALIFICATION"), err)
             else:
                 self._exit_cost(label, "reflect")
                 self._inject(vector, err)
-        elif reason == EXIT_EPT_VIOLATION:
+        elif reason == S.EXIT_EPT_VIOLATION:
             self._ept_violation(label, idt)
-        elif reason == EXIT_VMCALL:
+        elif reason == S.EXIT_VMCALL:
             self._exit_cost(label, "reflect")   # an unmodified guest: VMCALL is #UD natively
             self._inject(isa.VEC_UD, 0)
-        elif reason == EXIT_TRIPLE_FAULT:
+        elif reason == S.EXIT_TRIPLE_FAULT:
             self._exit_cost(label)
             hc = self.host.ctrl
-            raise Stop(STOP_TRIPLE_FAULT, int(hc[C_STOP_VECTOR]), int(hc[C_STOP_ERROR]))
+            raise Stop(S.STOP_TRIPLE_FAULT, int(hc[S.C_STOP_VECTOR]), int(hc[S.C_STOP_ERROR]))
         else:
             raise MonitorError(f"unexpected VM exit {label}")
         if self.pager is not None and self.pager.events:
@@ -457,12 +416,12 @@ class HardwareAssist(Monitor):
     def _emulate(self, label: str, reason: int, word: int) -> None:
         """HLT, I/O, CR access, INVLPG: perform the instruction on the virtual CPU."""
         v = self.vcpu
-        if reason == EXIT_IO_INSTRUCTION:
+        if reason == S.EXIT_IO_INSTRUCTION:
             self._exit_cost(label)
             fault = self.emulate_charged(v, label, word)   # device_io and disk sectors
         else:
             self._exit_cost(label, "emulate")
-            flushes = int(v.counters[EV_TLB_FLUSHES])
+            flushes = int(v.counters[S.EV_TLB_FLUSHES])
             fault = v.emulate(word)          # HLT may raise Stop (the guest halted for good)
             if self.nested is not None and fault is None:
                 self._nested_tlb_effect(word, flushes)
@@ -474,11 +433,11 @@ class HardwareAssist(Monitor):
         TLB what it would have done running in the guest."""
         h, vc = self.host, self.vcpu.ctrl
         op = (word >> 24) & 0xFF
-        if int(self.vcpu.counters[EV_TLB_FLUSHES]) != flushes:
+        if int(self.vcpu.counters[S.EV_TLB_FLUSHES]) != flushes:
             h.tlb[:] = 0
         elif op == isa.OP_INVLPG:
             va = int(h.regs[(word >> 20) & 15])
-            tag = ((GUEST_VPID if self.vpid else 0) << 12) | (int(vc[C_PTBR]) & 0xFFF)
+            tag = ((GUEST_VPID if self.vpid else 0) << 12) | (int(vc[S.C_PTBR]) & 0xFFF)
             invalidate_page(va, tag, h.tlb, (len(h.tlb) >> 1) - 1)
 
     def _shadow_fault(self, label: str, va: int, err: int, idt: int) -> None:
@@ -488,28 +447,28 @@ class HardwareAssist(Monitor):
         acc = access_of(err)
         cpl = 3 if err & isa.PF_USER else 0
         refs = v.walk_refs
-        cr2 = int(v.ctrl[C_FAULT_ADDR])
+        cr2 = int(v.ctrl[S.C_FAULT_ADDR])
         kind, fvec, ferr = self.pager.page_fault(va, acc, cpl)
         refs = v.walk_refs - refs
-        pc = int(v.ctrl[C_PC])
+        pc = int(v.ctrl[S.C_PC])
         if kind == "hidden_fault":
             self._exit_cost(label, "shadow_fill", "memory", walk_refs=refs)
-            if idt & INJECT_VALID:           # finish the delivery the fault interrupted
+            if idt & S.INJECT_VALID:           # finish the delivery the fault interrupted
                 self._reinject(idt)
         elif kind == "pt_write":
             self._exit_cost(label, "shadow_pt_write", "memory", walk_refs=refs)
-            if idt & INJECT_VALID:           # a trap frame pushed onto a guest page table:
+            if idt & S.INJECT_VALID:           # a trap frame pushed onto a guest page table:
                 self._count_interrupted_page_fault(idt)   # deliver it in software
                 v.deliver(idt & 0xFF, self.vmcs.read("IDT_VECTORING_ERROR"), pc)
             else:
-                fault = emulate_store(v, self._fetch(pc), host_if=int(v.ctrl[C_IF]),
+                fault = emulate_store(v, self._fetch(pc), host_if=int(v.ctrl[S.C_IF]),
                                       known_va=va, known_gpa=fvec)
                 if fault is not None:
                     self._inject(*fault)
         else:                                # the guest's own fault or a bus error
             self._exit_cost(label, "shadow_fill", "memory", walk_refs=refs)
-            if idt & INJECT_VALID:           # natively: a fault while delivering a trap
-                v.ctrl[C_FAULT_ADDR] = cr2       # (the walk set CR2 for a fault never raised)
+            if idt & S.INJECT_VALID:           # natively: a fault while delivering a trap
+                v.ctrl[S.C_FAULT_ADDR] = cr2       # (the walk set CR2 for a fault never raised)
                 self._delivery_failed(idt)
             self._inject(fvec, ferr)         # (a #PF: the walk set CR2)
 
@@ -520,13 +479,13 @@ class HardwareAssist(Monitor):
         vec = idt & 0xFF
         self.vcpu.count_trap(vec)
         self._count_interrupted_page_fault(idt)
-        raise Stop(STOP_TRIPLE_FAULT, vec, self.vmcs.read("IDT_VECTORING_ERROR"))
+        raise Stop(S.STOP_TRIPLE_FAULT, vec, self.vmcs.read("IDT_VECTORING_ERROR"))
 
     def _count_interrupted_page_fault(self, idt: int) -> None:
         """The CPU counts a #PF when it delivers it; one whose delivery exited and that the
         monitor finishes otherwise (in software, or as a triple fault) is counted here."""
         if idt & 0xFF == isa.VEC_PF:
-            self.vcpu.counters[EV_PAGE_FAULTS] += 1
+            self.vcpu.counters[S.EV_PAGE_FAULTS] += 1
 
     def _reinject(self, idt: int) -> None:
         vec = idt & 0xFF
@@ -538,12 +497,12 @@ class HardwareAssist(Monitor):
         gpa = vm.read("GUEST_PHYSICAL_ADDRESS")
         self._exit_cost(label, "ept_violation", "memory")
         if self.nested.map_page(gpa):
-            if idt & INJECT_VALID:
+            if idt & S.INJECT_VALID:
                 self._reinject(idt)
             return
         # beyond the guest's RAM: the bare machine's bus error.  Redo the access in software
         # first, so that the guest's accessed/dirty bits end up as a native walk leaves them.
-        if idt & INJECT_VALID:
+        if idt & S.INJECT_VALID:
             self._delivery_failed(idt)
         qual = vm.read("EXIT_QUALIFICATION")
         if qual & EPTQ_FINAL:
@@ -597,9 +556,9 @@ class HardwareAssist(Monitor):
     def cpu_cycles(self) -> Dict[str, int]:
         """The CPU's cycles running the guest and the guest's idle ticks are ``guest``, except
         the nested dimension of its walks (EPT entries read), which is ``memory``."""
-        nested = int(self.host.counters[EV_NESTED_REFS]) * self.cost["walk_ref"]
-        idle = int(self.vcpu.counters[EV_IDLE_TICKS]) * self.cost["idle_tick"]
-        return {"guest": int(self.host.ctrl[C_CYCLES]) - nested + idle, "memory": nested}
+        nested = int(self.host.counters[S.EV_NESTED_REFS]) * self.cost["walk_ref"]
+        idle = int(self.vcpu.counters[S.EV_IDLE_TICKS]) * self.cost["idle_tick"]
+        return {"guest": int(self.host.ctrl[S.C_CYCLES]) - nested + idle, "memory": nested}
 
 
 _WHY_REQUIRED = {

@@ -119,54 +119,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import isa
-from ..state import (
-    BLK_BAD_ADDRESS,
-    BLK_BAD_COMMAND,
-    BLK_OK,
-    BLK_SECTOR_WORDS,
-    C_BLK_BUFFER,
-    C_BLK_SECTOR,
-    C_BLK_STATUS,
-    C_CPL,
-    C_CYCLES,
-    C_DISK_SECTORS,
-    C_FAULT_ADDR,
-    C_IF,
-    C_KSP,
-    C_LEVELS,
-    C_MEM_BYTES,
-    C_PAGING,
-    C_PC,
-    C_PTBR,
-    C_STOP_ERROR,
-    C_STOP_VECTOR,
-    C_STRICT,
-    C_TICKS,
-    C_TIMER_DEADLINE,
-    C_TIMER_PENDING,
-    C_TIMER_PERIOD,
-    C_TVB,
-    EV_BLK_READS,
-    EV_BLK_WRITES,
-    EV_IDLE_TICKS,
-    EV_INSTRUCTIONS,
-    EV_INVLPG,
-    EV_IRET,
-    EV_OP_BASE,
-    EV_SYSRET,
-    EV_TLB_FLUSHES,
-    EV_TRAPS,
-    EV_VECTOR_BASE,
-    NEVER,
-    NUM_CTRL,
-    STOP_BUDGET,
-    STOP_HALT,
-    STOP_NAMES,
-    STOP_TRAP_EXIT,
-    STOP_TRIPLE_FAULT,
-    STOP_UNHANDLED_TRAP,
-    STOP_UNTIL,
-)
+from .. import state as S
 from .base import GuestView, Monitor, MonitorError, Needs, check_settings
 from .vcpu import PRIVILEGED_OPS, SENSITIVE_OPS, Stop, TrapDelivery
 
@@ -220,28 +173,28 @@ class _ReflectToRing1(TrapDelivery):
 
     def count_trap(self, vec: int) -> None:
         self.reflected[vec] += 1
-        self.mon.host.counters[EV_TRAPS] += 1
+        self.mon.host.counters[S.EV_TRAPS] += 1
 
     def trap_handler(self, vec: int, err: int, rp: int) -> int:
         table = self.mon.trap_table
         if table is None or table[vec] == 0:
-            raise Stop(STOP_UNHANDLED_TRAP, vec, err,
+            raise Stop(S.STOP_UNHANDLED_TRAP, vec, err,
                        f"{isa.VECTOR_KEYS.get(vec, f'vector {vec}')} at 0x{rp:08x} in ring "
-                       f"{int(self.ctrl[C_CPL])}: the guest registered no handler for vector "
+                       f"{int(self.ctrl[S.C_CPL])}: the guest registered no handler for vector "
                        f"{vec}")
         return table[vec]
 
     def deliveries_in_a_row(self) -> int:
         """The host CPU retires the guest's instructions: a delivery with none retired since
         the last one is one more in a row."""
-        retired = int(self.mon.host.counters[EV_INSTRUCTIONS])
+        retired = int(self.mon.host.counters[S.EV_INSTRUCTIONS])
         self.in_a_row = self.in_a_row + 1 if retired == self.last_retired else 1
         self.last_retired = retired
         return self.in_a_row
 
     def kernel_stack(self, vec: int, err: int) -> int:
         if self.mon.ksp is None:
-            raise Stop(STOP_TRIPLE_FAULT, vec, err,
+            raise Stop(S.STOP_TRIPLE_FAULT, vec, err,
                        f"{isa.VECTOR_KEYS.get(vec, f'vector {vec}')} from user mode but the "
                        f"guest gave no kernel stack (stack_switch)")
         return self.mon.ksp
@@ -330,10 +283,10 @@ class Paravirt(Monitor):
                 h.mem[(table >> 2) + i] = (moff + (1024 * t + i) * PAGE) | P | W
         self.boot_root = root
         hc = h.ctrl
-        hc[C_PAGING] = 1                 # a PV guest always runs on page tables
-        hc[C_PTBR] = root
-        hc[C_IF] = 1                     # the host's IF stays on: the guest's is virtual
-        hc[C_PC] = image.entry
+        hc[S.C_PAGING] = 1                 # a PV guest always runs on page tables
+        hc[S.C_PTBR] = root
+        hc[S.C_IF] = 1                     # the host's IF stays on: the guest's is virtual
+        hc[S.C_PC] = image.entry
         h.intercept[:] = 1               # every trap comes to the monitor
         self._shared(SI_MASK, 1)         # events masked until the guest unmasks them
         # page types (Xen's type_info, simplified): per guest frame
@@ -345,8 +298,8 @@ class Paravirt(Monitor):
         self.tvb = isa.NO_TVB
         self.ksp = None
         self.paging_enabled = False
-        self.timer_period, self.timer_deadline = 0, NEVER
-        self.blk = [0, 0, BLK_OK]
+        self.timer_period, self.timer_deadline = 0, S.NEVER
+        self.blk = [0, 0, S.BLK_OK]
         self.console = bytearray()
         self.traps = _ReflectToRing1(self)
         self.refusals: list = []
@@ -369,7 +322,7 @@ class Paravirt(Monitor):
         ring 1), setting accessed/dirty bits like the MMU; -1 if it does not translate."""
         mem, limit = self.mem, self.host.memory_size
         va &= 0xFFFFFFFF
-        table = int(self.host.ctrl[C_PTBR]) & FRAME
+        table = int(self.host.ctrl[S.C_PTBR]) & FRAME
         perm = P | W
         for shift in (22, 12):
             addr = table + 4 * ((va >> shift) & 0x3FF)
@@ -401,17 +354,17 @@ class Paravirt(Monitor):
     # ==== TLB (the host's: with direct paging it caches the guest's own translations) ============
     def _flush_tlb(self) -> None:
         self.host.tlb[:] = 0
-        self.host.counters[EV_TLB_FLUSHES] += 1
+        self.host.counters[S.EV_TLB_FLUSHES] += 1
 
     def _invlpg(self, va: int) -> None:
         """INVLPG semantics of :mod:`kernel_sim.state` on the host TLB."""
         tlb = self.host.tlb
         vpn = (va & 0xFFFFFFFF) >> 12
         i = 2 * ((vpn ^ (vpn >> 7) ^ (vpn >> 14)) & ((len(tlb) >> 1) - 1))
-        key = (((int(self.host.ctrl[C_PTBR]) & isa.ASID_MASK) << 20) | vpn) + 1
+        key = (((int(self.host.ctrl[S.C_PTBR]) & isa.ASID_MASK) << 20) | vpn) + 1
         if tlb[i] == key:
             tlb[i] = tlb[i + 1] = 0
-        self.host.counters[EV_INVLPG] += 1
+        self.host.counters[S.EV_INVLPG] += 1
 
     # ==== page types: validation of the guest's page tables ======================================
     def _entries(self, frame: int) -> np.ndarray:
@@ -496,7 +449,7 @@ class Paravirt(Monitor):
 
     def _in_use(self, frame: int) -> bool:
         if self.ptype[frame] == DIRECTORY:
-            return self._frame(int(self.host.ctrl[C_PTBR]) & FRAME) == frame
+            return self._frame(int(self.host.ctrl[S.C_PTBR]) & FRAME) == frame
         return self.tref[frame] > 0
 
     def _update(self, ptr: int, value: int) -> None:
@@ -566,7 +519,7 @@ class Paravirt(Monitor):
             problems.append(f"page-table page 0x{int(f) * PAGE:x} is mapped writable")
         if wref[self.shinfo_frame] and self.ptype[self.shinfo_frame] != NONE:
             problems.append("the shared info page is a page table")
-        root = int(self.host.ctrl[C_PTBR]) & FRAME
+        root = int(self.host.ctrl[S.C_PTBR]) & FRAME
         if root != self.boot_root and (self._frame(root) < 0 or
                                        self.ptype[self._frame(root)] != DIRECTORY):
             problems.append(f"the loaded root 0x{root:x} is not a validated directory")
@@ -595,11 +548,11 @@ class Paravirt(Monitor):
         label = f"hypercall:{name or f'unknown_{number}'}"
         self._charge(label, "hypercall", "devices" if name in _DEVICE_HYPERCALLS else "emulation")
         # the VMCALL retires: one guest instruction, one tick (its cycles are the hypercall's)
-        h.counters[EV_INSTRUCTIONS] += 1
-        h.counters[EV_OP_BASE + isa.OP_VMCALL] += 1
-        hc[C_TICKS] += 1
-        pc = int(hc[C_PC])
-        hc[C_PC] = (pc + 4) & 0xFFFFFFFF
+        h.counters[S.EV_INSTRUCTIONS] += 1
+        h.counters[S.EV_OP_BASE + isa.OP_VMCALL] += 1
+        hc[S.C_TICKS] += 1
+        pc = int(hc[S.C_PC])
+        hc[S.C_PC] = (pc + 4) & 0xFFFFFFFF
         r1, r2, r3 = (int(regs[k]) for k in (1, 2, 3))
         result = 0
         if name is None:
@@ -611,7 +564,7 @@ class Paravirt(Monitor):
                 self.trap_table = [self._read_va(r1 + 4 * v) for v in range(256)]
                 # the host never delivers through it (every vector is intercepted), but a
                 # non-strict RDTVB in user mode reads it, and should see the guest's table
-                self.tvb = hc[C_TVB] = r1
+                self.tvb = hc[S.C_TVB] = r1
             except _Refused:
                 result = EFAULT
         elif name == "stack_switch":
@@ -629,9 +582,9 @@ class Paravirt(Monitor):
             return
         elif name == "set_timer":
             self.timer_period = r1
-            self.timer_deadline = int(hc[C_TICKS]) + r1 if r1 else NEVER
+            self.timer_deadline = int(hc[S.C_TICKS]) + r1 if r1 else S.NEVER
         elif name == "get_ticks":
-            result = int(hc[C_TICKS]) & 0xFFFFFFFF
+            result = int(hc[S.C_TICKS]) & 0xFFFFFFFF
         elif name == "block_io":
             result = self._block_io(label, r1, r2, r3)
         elif name == "block":
@@ -642,7 +595,7 @@ class Paravirt(Monitor):
             self.paging_enabled = True
         elif name == "shutdown":
             self.exit_status = r1
-            raise Stop(STOP_HALT, note=f"the guest shut down (shutdown hypercall, status "
+            raise Stop(S.STOP_HALT, note=f"the guest shut down (shutdown hypercall, status "
                                      f"{r1 - (1 << 32) if r1 & 0x80000000 else r1})")
         regs[0] = result & 0xFFFFFFFF
 
@@ -678,34 +631,34 @@ class Paravirt(Monitor):
             self._refuse("paravirt:refused_baseptr", f"new_baseptr refused: {why}")
             return EPERM
         hc = self.host.ctrl
-        first = (int(hc[C_PTBR]) & FRAME) == self.boot_root
-        hc[C_PTBR] = value & 0xFFFFFFFF
+        first = (int(hc[S.C_PTBR]) & FRAME) == self.boot_root
+        hc[S.C_PTBR] = value & 0xFFFFFFFF
         if first or not value & isa.ASID_MASK:   # ASID 0 is untagged: flush, as WRCR ptbr does
             self._flush_tlb()
         return 0
 
     def _block_io(self, label: str, command: int, sector: int, maddr: int) -> int:
         h = self.host
-        self.blk = [sector, (maddr - self.moff) & 0xFFFFFFFF, BLK_OK]
+        self.blk = [sector, (maddr - self.moff) & 0xFFFFFFFF, S.BLK_OK]
         first, last = self._frame(maddr & ~3), self._frame((maddr & ~3) + 511)
         if command not in (isa.BLK_READ, isa.BLK_WRITE):
-            status = BLK_BAD_COMMAND
-        elif not 0 <= sector < len(self.disk) // BLK_SECTOR_WORDS or first < 0 or last < 0:
-            status = BLK_BAD_ADDRESS
+            status = S.BLK_BAD_COMMAND
+        elif not 0 <= sector < len(self.disk) // S.BLK_SECTOR_WORDS or first < 0 or last < 0:
+            status = S.BLK_BAD_ADDRESS
         elif command == isa.BLK_READ and (self.ptype[first] != NONE or
                                           self.ptype[last] != NONE):
-            status = BLK_BAD_ADDRESS         # DMA into a page table would bypass validation
+            status = S.BLK_BAD_ADDRESS         # DMA into a page table would bypass validation
         else:
             word = (maddr & ~3) >> 2
-            disk = self.disk[sector * BLK_SECTOR_WORDS:(sector + 1) * BLK_SECTOR_WORDS]
+            disk = self.disk[sector * S.BLK_SECTOR_WORDS:(sector + 1) * S.BLK_SECTOR_WORDS]
             if command == isa.BLK_READ:
-                self.mem[word:word + BLK_SECTOR_WORDS] = disk
-                h.counters[EV_BLK_READS] += 1
+                self.mem[word:word + S.BLK_SECTOR_WORDS] = disk
+                h.counters[S.EV_BLK_READS] += 1
             else:
-                disk[:] = self.mem[word:word + BLK_SECTOR_WORDS]
-                h.counters[EV_BLK_WRITES] += 1
+                disk[:] = self.mem[word:word + S.BLK_SECTOR_WORDS]
+                h.counters[S.EV_BLK_WRITES] += 1
             self.count(label, n=0, cycles=self.cost["blk_sector"], category="devices")
-            status = BLK_OK
+            status = S.BLK_OK
         self.blk[2] = status
         return status
 
@@ -714,15 +667,15 @@ class Paravirt(Monitor):
         if self._shared(SI_PENDING):
             return
         hc = self.host.ctrl
-        if self.timer_deadline == NEVER:
-            raise Stop(STOP_HALT, note="the guest blocked with no timer armed: nothing can ever "
+        if self.timer_deadline == S.NEVER:
+            raise Stop(S.STOP_HALT, note="the guest blocked with no timer armed: nothing can ever "
                                      "wake it")
-        ticks = int(hc[C_TICKS])
+        ticks = int(hc[S.C_TICKS])
         if self.timer_deadline > ticks:
             idle = self.timer_deadline - ticks
-            hc[C_TICKS] = self.timer_deadline
-            self.host.counters[EV_IDLE_TICKS] += idle
-            hc[C_CYCLES] += idle * self.cost["idle_tick"]
+            hc[S.C_TICKS] = self.timer_deadline
+            self.host.counters[S.EV_IDLE_TICKS] += idle
+            hc[S.C_CYCLES] += idle * self.cost["idle_tick"]
 
     def _return_from_trap(self, sysret: bool) -> None:
         """``iret``/``sysret``: pop the five-word frame at sp (as IRET/SYSRET would)."""
@@ -731,16 +684,16 @@ class Paravirt(Monitor):
         try:
             _, pc, cpl, flags, old_sp = (self._read_va(sp + 4 * k) for k in range(5))
         except _Refused as why:
-            raise Stop(STOP_TRIPLE_FAULT, isa.VEC_GP,
+            raise Stop(S.STOP_TRIPLE_FAULT, isa.VEC_GP,
                        note=f"iret/sysret with an unreadable frame at sp 0x{sp:08x}: "
                             f"{why}") from None
         if sysret:
             cpl, flags = 3, isa.FLAG_IF
-            h.counters[EV_SYSRET] += 1
+            h.counters[S.EV_SYSRET] += 1
         else:
-            h.counters[EV_IRET] += 1
-        h.ctrl[C_PC] = pc
-        h.ctrl[C_CPL] = 3 if cpl & 3 == 3 else 1     # never ring 0: Xen forces the guest's RPL
+            h.counters[S.EV_IRET] += 1
+        h.ctrl[S.C_PC] = pc
+        h.ctrl[S.C_CPL] = 3 if cpl & 3 == 3 else 1     # never ring 0: Xen forces the guest's RPL
         h.regs[isa.SP] = old_sp
         self._shared(SI_MASK, 0 if flags & isa.FLAG_IF else 1)
 
@@ -756,17 +709,17 @@ class Paravirt(Monitor):
         """Before returning to the guest: an unmasked pending event is delivered now."""
         if self._shared(SI_PENDING) and not self._shared(SI_MASK):
             self._shared(SI_PENDING, 0)
-            self._deliver(isa.VEC_TIMER, 0, int(self.host.ctrl[C_PC]), transition=False)
+            self._deliver(isa.VEC_TIMER, 0, int(self.host.ctrl[S.C_PC]), transition=False)
 
     def _timer_due(self) -> bool:
-        ticks = int(self.host.ctrl[C_TICKS])
+        ticks = int(self.host.ctrl[S.C_TICKS])
         if ticks < self.timer_deadline:
             return False
         if self.timer_period:
             periods = (ticks - self.timer_deadline) // self.timer_period + 1
             self.timer_deadline += periods * self.timer_period
         else:
-            self.timer_deadline = NEVER
+            self.timer_deadline = S.NEVER
         return True
 
     # ==== the run loop ============================================================================
@@ -776,39 +729,39 @@ class Paravirt(Monitor):
         h = self.host
         hc, cnt = h.ctrl, h.counters
         args = (h.regs, hc, h.mem, h.tlb, h.costs, cnt, h.console_buffer, h.trace, h.intercept)
-        start = int(cnt[EV_INSTRUCTIONS])
+        start = int(cnt[S.EV_INSTRUCTIONS])
         try:
             while True:
                 if self._timer_due():                 # e.g. after `block` skipped idle ticks
                     self._shared(SI_PENDING, 1)
                 self._deliver_pending()
-                retired = int(cnt[EV_INSTRUCTIONS]) - start
+                retired = int(cnt[S.EV_INSTRUCTIONS]) - start
                 if retired >= budget:
-                    self.stop = STOP_NAMES[STOP_BUDGET]
+                    self.stop = S.STOP_NAMES[S.STOP_BUDGET]
                     return
-                ticks = int(hc[C_TICKS])
-                hc[C_TIMER_DEADLINE] = min(self.timer_deadline, ticks + self.time_slice)
-                hc[C_TIMER_PERIOD] = self.time_slice
-                hc[C_TIMER_PENDING] = 0
+                ticks = int(hc[S.C_TICKS])
+                hc[S.C_TIMER_DEADLINE] = min(self.timer_deadline, ticks + self.time_slice)
+                hc[S.C_TIMER_PERIOD] = self.time_slice
+                hc[S.C_TIMER_PENDING] = 0
                 reason = run_native(*args, budget - retired)
-                if reason == STOP_TRAP_EXIT:
-                    self._exit(int(hc[C_STOP_VECTOR]), int(hc[C_STOP_ERROR]))
-                elif reason in (STOP_BUDGET, STOP_UNTIL):
+                if reason == S.STOP_TRAP_EXIT:
+                    self._exit(int(hc[S.C_STOP_VECTOR]), int(hc[S.C_STOP_ERROR]))
+                elif reason in (S.STOP_BUDGET, S.STOP_UNTIL):
                     # STOP_UNTIL: a breakpoint on the host (host.ctrl[C_UNTIL] = a guest pc, as
                     # Machine.run(until=...)), set by a debugger or a test after _boot()
-                    self.stop = STOP_NAMES[reason]
+                    self.stop = S.STOP_NAMES[reason]
                     return
                 else:
-                    raise MonitorError(f"unexpected host stop {STOP_NAMES.get(reason, reason)}")
+                    raise MonitorError(f"unexpected host stop {S.STOP_NAMES.get(reason, reason)}")
         except Stop as s:
-            self.stop = STOP_NAMES[s.reason]
+            self.stop = S.STOP_NAMES[s.reason]
             self.stop_vector, self.stop_error = s.vector, s.error
             self.stop_notes.append(s.note)
 
     def _exit(self, vec: int, err: int) -> None:
         h = self.host
         hc = h.ctrl
-        pc, cpl = int(hc[C_PC]), int(hc[C_CPL])
+        pc, cpl = int(hc[S.C_PC]), int(hc[S.C_CPL])
         if vec == isa.VEC_TIMER:
             if self._timer_due():
                 if self._shared(SI_MASK):
@@ -829,10 +782,10 @@ class Paravirt(Monitor):
             mnemonic = isa.BY_OPCODE[op].mnemonic
             kind = "privileged" if op in PRIVILEGED_OPS else "sensitive"
             self._charge("paravirt:privileged_fault", None, "transitions")
-            raise Stop(STOP_UNHANDLED_TRAP, vec, err, f"{kind} instruction {mnemonic} at "
+            raise Stop(S.STOP_UNHANDLED_TRAP, vec, err, f"{kind} instruction {mnemonic} at "
                        f"0x{pc:08x}: a paravirtual kernel must use hypercalls")
         if vec == isa.VEC_PF:
-            va = int(hc[C_FAULT_ADDR])
+            va = int(hc[S.C_FAULT_ADDR])
             self._shared(SI_CR2, va)
             if err & isa.PF_WRITE and err & isa.PF_PRESENT and cpl == 1:
                 pa = self._walk(va, False)
@@ -851,20 +804,20 @@ class Paravirt(Monitor):
     def view(self) -> GuestView:
         h = self.host
         hc = h.ctrl
-        v = np.zeros(NUM_CTRL, dtype=np.int64)
-        v[C_PC], v[C_CPL] = hc[C_PC], hc[C_CPL]
-        v[C_IF] = 0 if self._shared(SI_MASK) else 1
-        v[C_PAGING] = int(self.paging_enabled)
-        v[C_PTBR] = hc[C_PTBR]
-        v[C_FAULT_ADDR] = self._shared(SI_CR2)
-        v[C_TVB] = self.tvb
-        v[C_KSP] = self.ksp if self.ksp is not None else 0
-        v[C_TICKS] = hc[C_TICKS]
-        v[C_TIMER_PERIOD], v[C_TIMER_DEADLINE] = self.timer_period, self.timer_deadline
-        v[C_TIMER_PENDING] = self._shared(SI_PENDING)
-        v[C_BLK_SECTOR], v[C_BLK_BUFFER], v[C_BLK_STATUS] = self.blk
-        v[C_LEVELS], v[C_MEM_BYTES], v[C_STRICT] = 2, self.size, int(self.strict)
-        v[C_DISK_SECTORS] = len(self.disk) // BLK_SECTOR_WORDS
+        v = np.zeros(S.NUM_CTRL, dtype=np.int64)
+        v[S.C_PC], v[S.C_CPL] = hc[S.C_PC], hc[S.C_CPL]
+        v[S.C_IF] = 0 if self._shared(SI_MASK) else 1
+        v[S.C_PAGING] = int(self.paging_enabled)
+        v[S.C_PTBR] = hc[S.C_PTBR]
+        v[S.C_FAULT_ADDR] = self._shared(SI_CR2)
+        v[S.C_TVB] = self.tvb
+        v[S.C_KSP] = self.ksp if self.ksp is not None else 0
+        v[S.C_TICKS] = hc[S.C_TICKS]
+        v[S.C_TIMER_PERIOD], v[S.C_TIMER_DEADLINE] = self.timer_period, self.timer_deadline
+        v[S.C_TIMER_PENDING] = self._shared(SI_PENDING)
+        v[S.C_BLK_SECTOR], v[S.C_BLK_BUFFER], v[S.C_BLK_STATUS] = self.blk
+        v[S.C_LEVELS], v[S.C_MEM_BYTES], v[S.C_STRICT] = 2, self.size, int(self.strict)
+        v[S.C_DISK_SECTORS] = len(self.disk) // S.BLK_SECTOR_WORDS
         ram = h.mem[self.moff >> 2:(self.moff + self.size) >> 2]
         return GuestView(h.regs, v, ram, self.disk, bytes(self.console), 2,
                          frame_to_gpa=self._frame_to_gpa)
@@ -881,12 +834,12 @@ class Paravirt(Monitor):
         """The host CPU's counts (it runs the guest directly), except the traps: the guest
         sees only those the monitor reflected into it, not the host's exits."""
         counters = self.host.counters.copy()
-        counters[EV_VECTOR_BASE:EV_VECTOR_BASE + 256] = self.traps.reflected
-        counters[EV_TRAPS] = self.traps.reflected.sum()
+        counters[S.EV_VECTOR_BASE:S.EV_VECTOR_BASE + 256] = self.traps.reflected
+        counters[S.EV_TRAPS] = self.traps.reflected.sum()
         return counters
 
     def cpu_cycles(self) -> dict:
-        return {"guest": int(self.host.ctrl[C_CYCLES])}
+        return {"guest": int(self.host.ctrl[S.C_CYCLES])}
 
 
 __all__ = ["Paravirt", "DEFAULT_TIME_SLICE", "HYPERCALLS"]

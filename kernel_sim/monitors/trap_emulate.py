@@ -53,32 +53,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import isa
-from ..state import (
-    C_CPL,
-    C_CYCLES,
-    C_DELIVERIES,
-    C_FAULT_ADDR,
-    C_IF,
-    C_PAGING,
-    C_PC,
-    C_STOP_ERROR,
-    C_STOP_VECTOR,
-    C_TICKS,
-    C_TIMER_DEADLINE,
-    C_TIMER_PENDING,
-    C_TIMER_PERIOD,
-    C_TVB,
-    EV_IDLE_TICKS,
-    EV_INSTRUCTIONS,
-    EV_OP_BASE,
-    EV_POPF_IGNORED,
-    EV_TLB_HIT,
-    EV_TLB_MISS,
-    EV_WALK_REFS,
-    STOP_BUDGET,
-    STOP_NAMES,
-    STOP_TRAP_EXIT,
-)
+from .. import state as S
 from .base import MONITOR_BYTES, GuestView, Monitor, MonitorError, Needs, check_settings
 from .shadow import FrameAllocator, ShadowPager, emulate_store
 from .vcpu import ACC_FETCH, MNEMONIC, PRIVILEGED_OPS, SENSITIVE_OPS, Stop, VirtualCPU, access_of
@@ -146,10 +121,10 @@ class TrapEmulate(Monitor):
                                  max_roots=self.max_roots,
                                  unshadow_after=self.unshadow_after)
         hc = h.ctrl
-        hc[C_PAGING] = 1                       # the host always walks shadow tables
-        hc[C_IF] = 1                           # the host's IF stays on: the guest's is virtual
-        hc[C_TVB] = self.monitor_tvb
-        hc[C_TIMER_PERIOD] = self.time_slice   # any non-zero period: reprogrammed every entry
+        hc[S.C_PAGING] = 1                       # the host always walks shadow tables
+        hc[S.C_IF] = 1                           # the host's IF stays on: the guest's is virtual
+        hc[S.C_TVB] = self.monitor_tvb
+        hc[S.C_TIMER_PERIOD] = self.time_slice   # any non-zero period: reprogrammed every entry
         h.intercept[:] = 1                     # every trap comes to the monitor
         self.exits = 0
 
@@ -187,32 +162,32 @@ class TrapEmulate(Monitor):
     def _run(self, budget: int) -> None:
         """Inject due virtual interrupts and enter the guest until the budget is spent or the
         guest stops; each entry is :meth:`_enter_guest` (binary translation overrides it)."""
-        h0 = self.host.counters.item(EV_INSTRUCTIONS)
-        v0 = self.vcpu.counters.item(EV_INSTRUCTIONS)
+        h0 = self.host.counters.item(S.EV_INSTRUCTIONS)
+        v0 = self.vcpu.counters.item(S.EV_INSTRUCTIONS)
         try:
             while True:
                 if self._inject_due_interrupt():
                     continue
                 retired = self._retired_since(h0, v0)
                 if retired >= budget:
-                    self.stop = STOP_NAMES[STOP_BUDGET]
+                    self.stop = S.STOP_NAMES[S.STOP_BUDGET]
                     return
                 self._enter_guest(budget - retired)
         except Stop as s:
-            self.stop = STOP_NAMES[s.reason]
+            self.stop = S.STOP_NAMES[s.reason]
             self.stop_vector, self.stop_error = s.vector, s.error
 
     def _enter_guest(self, allowed: int) -> None:
         """Run the guest directly for at most ``allowed`` instructions and handle the trap that
         stopped it.  Ring compression: virtual ring 0 runs in host ring 1."""
         hc, vc = self.host.ctrl, self.vcpu.ctrl
-        reason = self._enter_host(vc.item(C_PC), vc.item(C_CPL) or 1, allowed)
-        vc[C_PC] = hc.item(C_PC)
-        if reason == STOP_TRAP_EXIT:
+        reason = self._enter_host(vc.item(S.C_PC), vc.item(S.C_CPL) or 1, allowed)
+        vc[S.C_PC] = hc.item(S.C_PC)
+        if reason == S.STOP_TRAP_EXIT:
             self.exits += 1
-            self._exit(hc.item(C_STOP_VECTOR), hc.item(C_STOP_ERROR))
-        elif reason != STOP_BUDGET:
-            raise MonitorError(f"unexpected host stop {STOP_NAMES.get(reason, reason)}")
+            self._exit(hc.item(S.C_STOP_VECTOR), hc.item(S.C_STOP_ERROR))
+        elif reason != S.STOP_BUDGET:
+            raise MonitorError(f"unexpected host stop {S.STOP_NAMES.get(reason, reason)}")
 
     def _inject_due_interrupt(self) -> bool:
         """Steps 1-2 of a native step, on the virtual CPU: when the virtual timer is due and the
@@ -220,17 +195,17 @@ class TrapEmulate(Monitor):
         v = self.vcpu
         v.timer_check()
         vget = v.ctrl.item
-        if vget(C_IF) and vget(C_TIMER_PENDING):
-            v.ctrl[C_TIMER_PENDING] = 0
+        if vget(S.C_IF) and vget(S.C_TIMER_PENDING):
+            v.ctrl[S.C_TIMER_PENDING] = 0
             self._charge(_REFLECT[isa.VEC_TIMER], "reflect", "emulation", transition=False)
-            v.deliver(isa.VEC_TIMER, 0, vget(C_PC))
+            v.deliver(isa.VEC_TIMER, 0, vget(S.C_PC))
             return True
         return False
 
     def _retired_since(self, h0: int, v0: int) -> int:
         """Guest instructions retired in this run: run directly on the host plus emulated."""
-        return (self.host.counters.item(EV_INSTRUCTIONS) - h0
-                + self.vcpu.counters.item(EV_INSTRUCTIONS) - v0)
+        return (self.host.counters.item(S.EV_INSTRUCTIONS) - h0
+                + self.vcpu.counters.item(S.EV_INSTRUCTIONS) - v0)
 
     def _enter_host(self, pc: int, cpl: int, allowed: int) -> int:
         """Run the guest on the host CPU from ``pc`` in host ring ``cpl`` for at most ``allowed``
@@ -239,34 +214,34 @@ class TrapEmulate(Monitor):
         from ..cpu import run_native
         h, vc = self.host, self.vcpu.ctrl
         hc = h.ctrl
-        ticks = vc.item(C_TICKS)
-        before = h.counters.item(EV_INSTRUCTIONS)
-        hc[C_PC] = pc
-        hc[C_CPL] = cpl
-        hc[C_TICKS] = ticks
-        hc[C_TIMER_DEADLINE] = min(vc.item(C_TIMER_DEADLINE), ticks + self.time_slice)
-        hc[C_TIMER_PENDING] = 0
+        ticks = vc.item(S.C_TICKS)
+        before = h.counters.item(S.EV_INSTRUCTIONS)
+        hc[S.C_PC] = pc
+        hc[S.C_CPL] = cpl
+        hc[S.C_TICKS] = ticks
+        hc[S.C_TIMER_DEADLINE] = min(vc.item(S.C_TIMER_DEADLINE), ticks + self.time_slice)
+        hc[S.C_TIMER_PENDING] = 0
         reason = run_native(h.regs, hc, h.mem, h.tlb, h.costs, h.counters, h.console_buffer,
                             h.trace, h.intercept, allowed)
-        vc[C_TICKS] = hc.item(C_TICKS)
-        if h.counters.item(EV_INSTRUCTIONS) != before:
-            vc[C_DELIVERIES] = 0
+        vc[S.C_TICKS] = hc.item(S.C_TICKS)
+        if h.counters.item(S.EV_INSTRUCTIONS) != before:
+            vc[S.C_DELIVERIES] = 0
         return reason
 
     def _exit(self, vec: int, err: int) -> None:
         """One host trap: decide what it means for the guest and act on the virtual CPU."""
         v = self.vcpu
         vc = v.ctrl
-        pc = int(vc[C_PC])
+        pc = int(vc[S.C_PC])
         if vec == isa.VEC_PF:
-            self._page_fault(int(self.host.ctrl[C_FAULT_ADDR]), err, pc)
+            self._page_fault(int(self.host.ctrl[S.C_FAULT_ADDR]), err, pc)
         elif vec == isa.VEC_GP:
             word = self._fetch(pc)
             op = word >> 24
             if op not in PRIVILEGED_OPS and not (self.strict and op in SENSITIVE_OPS):
                 raise MonitorError(f"host #GP at 0x{pc:08x} on 0x{word:08x}, which should not "
                                    f"trap")
-            if vc[C_CPL] != 0:
+            if vc[S.C_CPL] != 0:
                 self._charge(_REFLECT[vec], "reflect", "emulation")
                 v.deliver(*v.privilege_fault(), pc)
                 return
@@ -276,12 +251,12 @@ class TrapEmulate(Monitor):
             if fault is not None:
                 v.deliver(fault[0], fault[1], pc)
         elif vec == isa.VEC_TIMER:
-            if vc[C_TICKS] < vc[C_TIMER_DEADLINE]:
+            if vc[S.C_TICKS] < vc[S.C_TIMER_DEADLINE]:
                 self._charge("monitor:preempt", None, "transitions")
                 return
             v.timer_check()
-            if vc[C_IF]:
-                vc[C_TIMER_PENDING] = 0
+            if vc[S.C_IF]:
+                vc[S.C_TIMER_PENDING] = 0
                 self._charge(_REFLECT[vec], "reflect", "emulation")
                 v.deliver(vec, 0, pc)
             else:
@@ -296,7 +271,7 @@ class TrapEmulate(Monitor):
         v = self.vcpu
         acc = access_of(err)
         refs = v.walk_refs
-        kind, fvec, ferr = self.pager.page_fault(va, acc, int(v.ctrl[C_CPL]))
+        kind, fvec, ferr = self.pager.page_fault(va, acc, int(v.ctrl[S.C_CPL]))
         refs = v.walk_refs - refs
         if kind == "hidden_fault":
             self._charge("shadow:hidden_fault", "shadow_fill", "memory", walk_refs=refs)
@@ -322,15 +297,15 @@ class TrapEmulate(Monitor):
         if self.strict:
             return []
         hcnt = self.host.counters
-        ran = {isa.BY_OPCODE[op].mnemonic: int(hcnt[EV_OP_BASE + op]) for op in SENSITIVE_OPS
-               if hcnt[EV_OP_BASE + op]}
+        ran = {isa.BY_OPCODE[op].mnemonic: int(hcnt[S.EV_OP_BASE + op]) for op in SENSITIVE_OPS
+               if hcnt[S.EV_OP_BASE + op]}
         out = []
         if ran:
             listing = ", ".join(f"{k} x{n}" for k, n in sorted(ran.items()))
             out.append(f"sensitive instructions ran unemulated in rings 1-3 ({listing}): they saw "
                        f"the host's state, not the virtual CPU's (non-strict ISA: "
                        f"{_SENSITIVE_NAMES} do not trap)")
-        ignored = int(hcnt[EV_POPF_IGNORED])
+        ignored = int(hcnt[S.EV_POPF_IGNORED])
         if ignored:
             out.append(f"popf_ignored: {ignored} POPF(s) tried to change the interrupt flag and "
                        f"were silently ignored; the virtual IF was not restored")
@@ -346,16 +321,16 @@ class TrapEmulate(Monitor):
         ignored-POPF counts (the host's TLB and walks stand for the guest's)."""
         hcnt = self.host.counters
         counters = self.vcpu.counters.copy()
-        counters[EV_INSTRUCTIONS] += hcnt[EV_INSTRUCTIONS]
-        for idx in (EV_TLB_HIT, EV_TLB_MISS, EV_WALK_REFS, EV_POPF_IGNORED):
+        counters[S.EV_INSTRUCTIONS] += hcnt[S.EV_INSTRUCTIONS]
+        for idx in (S.EV_TLB_HIT, S.EV_TLB_MISS, S.EV_WALK_REFS, S.EV_POPF_IGNORED):
             counters[idx] = hcnt[idx]
-        counters[EV_OP_BASE:EV_OP_BASE + 256] += hcnt[EV_OP_BASE:EV_OP_BASE + 256]
+        counters[S.EV_OP_BASE:S.EV_OP_BASE + 256] += hcnt[S.EV_OP_BASE:S.EV_OP_BASE + 256]
         return counters
 
     def cpu_cycles(self) -> dict[str, int]:
         """The host CPU's cycles running the guest, and the idle ticks the guest slept."""
-        return {"guest": int(self.host.ctrl[C_CYCLES]) +
-                int(self.vcpu.counters[EV_IDLE_TICKS]) * self.cost["idle_tick"]}
+        return {"guest": int(self.host.ctrl[S.C_CYCLES]) +
+                int(self.vcpu.counters[S.EV_IDLE_TICKS]) * self.cost["idle_tick"]}
 
 
 __all__ = ["TrapEmulate", "DEFAULT_TIME_SLICE", "MONITOR_TVB"]

@@ -39,77 +39,23 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .. import isa
-from ..state import (
-    BLK_BAD_ADDRESS,
-    BLK_BAD_COMMAND,
-    BLK_OK,
-    BLK_SECTOR_WORDS,
-    C_BLK_BUFFER,
-    C_BLK_SECTOR,
-    C_BLK_STATUS,
-    C_CPL,
-    C_DELIVERIES,
-    C_DISK_SECTORS,
-    C_FAULT_ADDR,
-    C_IF,
-    C_KSP,
-    C_LEVELS,
-    C_MEM_BYTES,
-    C_PAGING,
-    C_PC,
-    C_PTBR,
-    C_STRICT,
-    C_TICKS,
-    C_TIMER_DEADLINE,
-    C_TIMER_PENDING,
-    C_TIMER_PERIOD,
-    C_TVB,
-    C_UNTIL,
-    CR_TO_CTRL,
-    EV_BLK_READS,
-    EV_BLK_WRITES,
-    EV_CONSOLE_DROPPED,
-    EV_CR_READS,
-    EV_CR_WRITES,
-    EV_HLT,
-    EV_IDLE_TICKS,
-    EV_INSTRUCTIONS,
-    EV_INVLPG,
-    EV_IO_IN,
-    EV_IO_OUT,
-    EV_IRET,
-    EV_OP_BASE,
-    EV_PAGING_WRITES,
-    EV_PTBR_READS,
-    EV_PTBR_WRITES,
-    EV_PAGE_FAULTS,
-    EV_PRIV_FAULTS,
-    EV_SYSRET,
-    EV_TLB_FLUSHES,
-    EV_TRAPS,
-    EV_VECTOR_BASE,
-    NEVER,
-    NUM_COUNTERS,
-    NUM_CTRL,
-    STOP_HALT,
-    STOP_TRIPLE_FAULT,
-    STOP_UNHANDLED_TRAP,
-)
+from .. import isa, mmu
+from .. import state as S
 
-MASK32 = 0xFFFFFFFF
+MASK32 = isa.WORD_MASK
 SP = isa.SP
-#: fault code of an access beyond the guest's RAM (same convention as kernel_sim.mmu)
-BUS_ERROR = -1000
-ACC_READ, ACC_WRITE, ACC_FETCH = 0, 1, 2
-MAX_DELIVERIES = 16
+#: fault code of an access beyond the guest's RAM (the convention of kernel_sim.mmu)
+BUS_ERROR = mmu.BUS_ERROR
+ACC_READ, ACC_WRITE, ACC_FETCH = 0, mmu.ACC_WRITE, mmu.ACC_FETCH
+#: deliveries in a row without a retired instruction that make a fault storm (state.py)
+MAX_DELIVERIES = S.MAX_DELIVERIES
 
 #: the instructions a deprivileged guest kernel traps on (emulated against the virtual CPU)
 PRIVILEGED_OPS = frozenset(i.opcode for i in isa.INSTRUCTIONS if i.cls == isa.PRIVILEGED)
 #: sensitive but unprivileged: they trap only on a strict machine
 SENSITIVE_OPS = frozenset(i.opcode for i in isa.INSTRUCTIONS if i.cls == isa.SENSITIVE)
 MNEMONIC = {i.opcode: i.mnemonic.lower() for i in isa.INSTRUCTIONS}
-_CR_INDEX = dict(enumerate(CR_TO_CTRL))
+_CR_INDEX = dict(enumerate(S.CR_TO_CTRL))
 _P, _W, _U, _A, _D = isa.PTE_P, isa.PTE_W, isa.PTE_U, isa.PTE_A, isa.PTE_D
 _FRAME = isa.PTE_FRAME_MASK
 
@@ -169,29 +115,29 @@ class TrapDelivery:
         """
         c, regs = self.ctrl, self.regs
         self.count_trap(vec)
-        c[C_PC] = rp
+        c[S.C_PC] = rp
         handler = self.trap_handler(vec, err, rp)
         if self.deliveries_in_a_row() > MAX_DELIVERIES:
-            raise Stop(STOP_TRIPLE_FAULT, vec, err,
+            raise Stop(S.STOP_TRIPLE_FAULT, vec, err,
                        f"{MAX_DELIVERIES} traps in a row without a retired instruction (last: "
                        f"{_trap_name(vec)} at 0x{rp:08x})")
-        old_cpl, old_sp = int(c[C_CPL]), int(regs[SP])
+        old_cpl, old_sp = int(c[S.C_CPL]), int(regs[SP])
         sp = self.kernel_stack(vec, err) if old_cpl > self.handler_ring else old_sp
         frame = (old_sp, self.interrupt_flag() << 9, old_cpl, rp, err)
         slots = []
         for k in range(5):
             slot = self.frame_slot(sp - 4 * (k + 1))
             if slot < 0:
-                raise Stop(STOP_TRIPLE_FAULT, vec, err,
+                raise Stop(S.STOP_TRIPLE_FAULT, vec, err,
                            f"cannot push the trap frame for {_trap_name(vec)}: the kernel stack "
                            f"at 0x{sp & MASK32:08x} is not writable")
             slots.append(slot)
         for slot, value in zip(slots, frame, strict=True):
             self.write_frame(slot, value)
         regs[SP] = (sp - 20) & MASK32
-        c[C_CPL] = self.handler_ring
+        c[S.C_CPL] = self.handler_ring
         self.mask_interrupts()
-        c[C_PC] = handler
+        c[S.C_PC] = handler
 
     # ---- what a subclass answers ------------------------------------------------------------
     def count_trap(self, vec: int) -> None:
@@ -269,8 +215,8 @@ class VirtualCPU(TrapDelivery):
         self.disk = disk
         self.levels = levels
         self.strict = bool(strict)
-        self.ctrl = np.zeros(NUM_CTRL, dtype=np.int64)
-        self.counters = np.zeros(NUM_COUNTERS, dtype=np.int64)
+        self.ctrl = np.zeros(S.NUM_CTRL, dtype=np.int64)
+        self.counters = np.zeros(S.NUM_COUNTERS, dtype=np.int64)
         self.console = bytearray()
         self.console_size = console_size
         self.walk_refs = 0
@@ -289,14 +235,14 @@ class VirtualCPU(TrapDelivery):
         c = self.ctrl
         c[:] = 0
         self.counters[:] = 0
-        c[C_TVB] = isa.NO_TVB
-        c[C_TIMER_DEADLINE] = NEVER
-        c[C_UNTIL] = -1
-        c[C_LEVELS] = self.levels
-        c[C_STRICT] = int(self.strict)
-        c[C_MEM_BYTES] = self.ram_size
-        c[C_DISK_SECTORS] = len(self.disk) // BLK_SECTOR_WORDS
-        c[C_PC] = entry
+        c[S.C_TVB] = isa.NO_TVB
+        c[S.C_TIMER_DEADLINE] = S.NEVER
+        c[S.C_UNTIL] = -1
+        c[S.C_LEVELS] = self.levels
+        c[S.C_STRICT] = int(self.strict)
+        c[S.C_MEM_BYTES] = self.ram_size
+        c[S.C_DISK_SECTORS] = len(self.disk) // S.BLK_SECTOR_WORDS
+        c[S.C_PC] = entry
         self.regs[SP] = self.ram_size & MASK32
 
     # ---- guest-physical memory -------------------------------------------------------------
@@ -331,7 +277,7 @@ class VirtualCPU(TrapDelivery):
         top = levels * 10 + 12
         if top < 32 and va >> top:
             return -1 - err, (), 0, 0
-        table = self.ctrl.item(C_PTBR) & _FRAME
+        table = self.ctrl.item(S.C_PTBR) & _FRAME
         perm = _W | _U
         ram = self.ram
         read = ram.item                       # .item(i) is a plain int, fast to get
@@ -365,17 +311,17 @@ class VirtualCPU(TrapDelivery):
     def translate(self, va: int, acc: int, cpl: int | None = None) -> int:
         """Guest-virtual -> guest-physical for one access: an address or a negative fault code."""
         va &= MASK32
-        if not self.ctrl[C_PAGING] & 1:
+        if not self.ctrl[S.C_PAGING] & 1:
             return va if va < self.ram_size else BUS_ERROR
-        return self.walk(va, acc, int(self.ctrl[C_CPL]) if cpl is None else cpl)[0]
+        return self.walk(va, acc, int(self.ctrl[S.C_CPL]) if cpl is None else cpl)[0]
 
     def raise_fault(self, code: int, va: int) -> tuple[int, int]:
         """A fault code -> (vector, error code), recording the page-fault state as native does."""
         if code == BUS_ERROR:
             return isa.VEC_GP, 0
-        self.ctrl[C_FAULT_ADDR] = va
+        self.ctrl[S.C_FAULT_ADDR] = va
         if self.counts_page_faults:
-            self.counters[EV_PAGE_FAULTS] += 1
+            self.counters[S.EV_PAGE_FAULTS] += 1
         return isa.VEC_PF, -1 - code
 
     def _access(self, va: int, acc: int) -> int:
@@ -389,45 +335,45 @@ class VirtualCPU(TrapDelivery):
     def timer_check(self) -> None:
         """Step 1 of a native step: the timer fires when ticks reach its deadline."""
         c = self.ctrl
-        if c.item(C_TICKS) >= c.item(C_TIMER_DEADLINE):
-            c[C_TIMER_PENDING] = 1
-            c[C_TIMER_DEADLINE] += c[C_TIMER_PERIOD]
+        if c.item(S.C_TICKS) >= c.item(S.C_TIMER_DEADLINE):
+            c[S.C_TIMER_PENDING] = 1
+            c[S.C_TIMER_DEADLINE] += c[S.C_TIMER_PERIOD]
 
     def interrupt_ready(self) -> bool:
         """Step 2: a pending timer interrupt is taken now (IF = 1)."""
-        return bool(self.ctrl[C_IF]) and bool(self.ctrl[C_TIMER_PENDING])
+        return bool(self.ctrl[S.C_IF]) and bool(self.ctrl[S.C_TIMER_PENDING])
 
     # ---- trap delivery (the rules are in TrapDelivery.deliver) -------------------------------
     def count_trap(self, vec: int) -> None:
-        self.counters[EV_VECTOR_BASE + vec] += 1
-        self.counters[EV_TRAPS] += 1
+        self.counters[S.EV_VECTOR_BASE + vec] += 1
+        self.counters[S.EV_TRAPS] += 1
 
     def trap_handler(self, vec: int, err: int, rp: int) -> int:
         """The word at ``TVB + 4*vec``, read through the guest's tables as a supervisor read."""
-        tvb = int(self.ctrl[C_TVB])
+        tvb = int(self.ctrl[S.C_TVB])
         if tvb == isa.NO_TVB:
-            raise Stop(STOP_UNHANDLED_TRAP, vec, err)
+            raise Stop(S.STOP_UNHANDLED_TRAP, vec, err)
         pa = self.translate(tvb + 4 * vec, ACC_READ, 0)
         if pa < 0:
-            raise Stop(STOP_TRIPLE_FAULT, vec, err)
+            raise Stop(S.STOP_TRIPLE_FAULT, vec, err)
         handler = int(self.ram[pa >> 2])
         if handler == 0:
-            raise Stop(STOP_UNHANDLED_TRAP, vec, err)
+            raise Stop(S.STOP_UNHANDLED_TRAP, vec, err)
         return handler
 
     def deliveries_in_a_row(self) -> int:
         """``ctrl[C_DELIVERIES]``, which every retired instruction resets (:meth:`retire`)."""
-        self.ctrl[C_DELIVERIES] += 1
-        return int(self.ctrl[C_DELIVERIES])
+        self.ctrl[S.C_DELIVERIES] += 1
+        return int(self.ctrl[S.C_DELIVERIES])
 
     def kernel_stack(self, vec: int, err: int) -> int:
-        return int(self.ctrl[C_KSP])
+        return int(self.ctrl[S.C_KSP])
 
     def interrupt_flag(self) -> int:
-        return int(self.ctrl[C_IF])
+        return int(self.ctrl[S.C_IF])
 
     def mask_interrupts(self) -> None:
-        self.ctrl[C_IF] = 0
+        self.ctrl[S.C_IF] = 0
 
     def frame_slot(self, va: int) -> int:
         return self.translate(va, ACC_WRITE, 0)
@@ -438,11 +384,11 @@ class VirtualCPU(TrapDelivery):
     def retire(self, op: int, npc: int) -> None:
         """An emulated instruction completes: exactly what retiring does on the bare CPU."""
         c = self.ctrl
-        c[C_TICKS] += 1
-        self.counters[EV_INSTRUCTIONS] += 1
-        self.counters[EV_OP_BASE + op] += 1
-        c[C_DELIVERIES] = 0
-        c[C_PC] = npc & MASK32
+        c[S.C_TICKS] += 1
+        self.counters[S.EV_INSTRUCTIONS] += 1
+        self.counters[S.EV_OP_BASE + op] += 1
+        c[S.C_DELIVERIES] = 0
+        c[S.C_PC] = npc & MASK32
 
     # ---- emulation ---------------------------------------------------------------------------
     def emulate(self, word: int) -> tuple[int, int] | None:
@@ -458,13 +404,13 @@ class VirtualCPU(TrapDelivery):
         op = (word >> 24) & 0xFF
         a = (word >> 20) & 15
         imm = word & 0xFFFF
-        pc = int(c[C_PC])
+        pc = int(c[S.C_PC])
         npc = (pc + 4) & MASK32
         try:
             if op == isa.OP_CLI:
-                c[C_IF] = 0
+                c[S.C_IF] = 0
             elif op == isa.OP_STI:
-                c[C_IF] = 1
+                c[S.C_IF] = 1
             elif op == isa.OP_IN:
                 regs[a] = self.port_in(imm)
             elif op == isa.OP_OUT:
@@ -474,62 +420,62 @@ class VirtualCPU(TrapDelivery):
                 if idx is None:
                     return isa.VEC_GP, 0
                 if op == isa.OP_RDCR:
-                    self.counters[EV_CR_READS] += 1
-                    if idx == C_PTBR:
-                        self.counters[EV_PTBR_READS] += 1
+                    self.counters[S.EV_CR_READS] += 1
+                    if idx == S.C_PTBR:
+                        self.counters[S.EV_PTBR_READS] += 1
                     regs[a] = c[idx]
                 else:
-                    self.counters[EV_CR_WRITES] += 1
+                    self.counters[S.EV_CR_WRITES] += 1
                     value = int(regs[a])
                     c[idx] = value
-                    if idx == C_PAGING:
-                        self.counters[EV_PAGING_WRITES] += 1
-                        self.counters[EV_TLB_FLUSHES] += 1
+                    if idx == S.C_PAGING:
+                        self.counters[S.EV_PAGING_WRITES] += 1
+                        self.counters[S.EV_TLB_FLUSHES] += 1
                         if self.on_paging_change is not None:
                             self.on_paging_change()
-                    elif idx == C_PTBR:
-                        self.counters[EV_PTBR_WRITES] += 1
+                    elif idx == S.C_PTBR:
+                        self.counters[S.EV_PTBR_WRITES] += 1
                         if value & isa.ASID_MASK == 0:
-                            self.counters[EV_TLB_FLUSHES] += 1
+                            self.counters[S.EV_TLB_FLUSHES] += 1
                         if self.on_ptbr_change is not None:
                             self.on_ptbr_change()
             elif op == isa.OP_INVLPG:
-                self.counters[EV_INVLPG] += 1
+                self.counters[S.EV_INVLPG] += 1
                 if self.on_invlpg is not None:
                     self.on_invlpg(int(regs[a]))
             elif op == isa.OP_TLBFLUSH:
-                self.counters[EV_TLB_FLUSHES] += 1
+                self.counters[S.EV_TLB_FLUSHES] += 1
             elif op == isa.OP_IRET or op == isa.OP_SYSRET:
                 sp = int(regs[SP])
                 frame = [self.read_phys(self._access(sp + 4 * k, ACC_READ)) for k in range(5)]
                 npc = frame[1]
                 regs[SP] = frame[4]
                 if op == isa.OP_IRET:
-                    self.counters[EV_IRET] += 1
-                    c[C_CPL] = frame[2] & 3
-                    c[C_IF] = (frame[3] >> 9) & 1
+                    self.counters[S.EV_IRET] += 1
+                    c[S.C_CPL] = frame[2] & 3
+                    c[S.C_IF] = (frame[3] >> 9) & 1
                 else:
-                    self.counters[EV_SYSRET] += 1
-                    c[C_CPL] = 3
-                    c[C_IF] = 1
+                    self.counters[S.EV_SYSRET] += 1
+                    c[S.C_CPL] = 3
+                    c[S.C_IF] = 1
             elif op == isa.OP_HLT:
-                self.counters[EV_HLT] += 1
+                self.counters[S.EV_HLT] += 1
                 self.retire(op, npc)
                 self._after_hlt()
                 return None
             elif op == isa.OP_PUSHF:
                 va = (int(regs[SP]) - 4) & MASK32
-                self.write_phys(self._access(va, ACC_WRITE), int(c[C_IF]) << 9)
+                self.write_phys(self._access(va, ACC_WRITE), int(c[S.C_IF]) << 9)
                 regs[SP] = va
             elif op == isa.OP_POPF:
                 va = int(regs[SP])
                 value = self.read_phys(self._access(va, ACC_READ))
                 regs[SP] = (va + 4) & MASK32
-                c[C_IF] = (value >> 9) & 1          # ring 0: POPF does restore IF
+                c[S.C_IF] = (value >> 9) & 1          # ring 0: POPF does restore IF
             elif op == isa.OP_GETCPL:
-                regs[a] = c[C_CPL]
+                regs[a] = c[S.C_CPL]
             elif op == isa.OP_RDTVB:
-                regs[a] = c[C_TVB]
+                regs[a] = c[S.C_TVB]
             else:
                 raise ValueError(f"opcode 0x{op:02x} is not emulated by the virtual CPU")
         except _GuestFault as f:
@@ -540,51 +486,51 @@ class VirtualCPU(TrapDelivery):
     def _after_hlt(self) -> None:
         """After HLT retired: sleep until the timer (idle ticks skipped) or stop the machine."""
         c = self.ctrl
-        if c[C_IF] and c[C_TIMER_PENDING]:
+        if c[S.C_IF] and c[S.C_TIMER_PENDING]:
             return
-        if c[C_IF] and c[C_TIMER_PERIOD]:
-            deadline, ticks = int(c[C_TIMER_DEADLINE]), int(c[C_TICKS])
+        if c[S.C_IF] and c[S.C_TIMER_PERIOD]:
+            deadline, ticks = int(c[S.C_TIMER_DEADLINE]), int(c[S.C_TICKS])
             if deadline > ticks:
-                self.counters[EV_IDLE_TICKS] += deadline - ticks
-                c[C_TICKS] = deadline
+                self.counters[S.EV_IDLE_TICKS] += deadline - ticks
+                c[S.C_TICKS] = deadline
             return
-        raise Stop(STOP_HALT)
+        raise Stop(S.STOP_HALT)
 
     # ---- virtual devices ---------------------------------------------------------------------
     def port_in(self, port: int) -> int:
         c = self.ctrl
-        self.counters[EV_IO_IN] += 1
+        self.counters[S.EV_IO_IN] += 1
         if port == isa.PORT_TIMER:
-            return int(c[C_TIMER_PERIOD])
+            return int(c[S.C_TIMER_PERIOD])
         if port == isa.PORT_TICKS:
-            return int(c[C_TICKS]) & MASK32
+            return int(c[S.C_TICKS]) & MASK32
         if port == isa.PORT_CONSOLE:
             return 0
         if port == isa.PORT_BLK_SECTOR:
-            return int(c[C_BLK_SECTOR])
+            return int(c[S.C_BLK_SECTOR])
         if port == isa.PORT_BLK_BUFFER:
-            return int(c[C_BLK_BUFFER])
+            return int(c[S.C_BLK_BUFFER])
         if port == isa.PORT_BLK_COMMAND:
-            return int(c[C_BLK_STATUS])
+            return int(c[S.C_BLK_STATUS])
         if port == isa.PORT_BLK_SIZE:
-            return int(c[C_DISK_SECTORS])
+            return int(c[S.C_DISK_SECTORS])
         return MASK32
 
     def port_out(self, port: int, value: int) -> None:
         c = self.ctrl
-        self.counters[EV_IO_OUT] += 1
+        self.counters[S.EV_IO_OUT] += 1
         if port == isa.PORT_CONSOLE:
             if len(self.console) < self.console_size:
                 self.console.append(value & 0xFF)
             else:
-                self.counters[EV_CONSOLE_DROPPED] += 1
+                self.counters[S.EV_CONSOLE_DROPPED] += 1
         elif port == isa.PORT_TIMER:
-            c[C_TIMER_PERIOD] = value
-            c[C_TIMER_DEADLINE] = NEVER if value == 0 else int(c[C_TICKS]) + value
+            c[S.C_TIMER_PERIOD] = value
+            c[S.C_TIMER_DEADLINE] = S.NEVER if value == 0 else int(c[S.C_TICKS]) + value
         elif port == isa.PORT_BLK_SECTOR:
-            c[C_BLK_SECTOR] = value
+            c[S.C_BLK_SECTOR] = value
         elif port == isa.PORT_BLK_BUFFER:
-            c[C_BLK_BUFFER] = value
+            c[S.C_BLK_BUFFER] = value
         elif port == isa.PORT_BLK_COMMAND:
             self.block_command(value)
 
@@ -592,33 +538,33 @@ class VirtualCPU(TrapDelivery):
         """The block device: copy one sector between the virtual disk and guest-physical RAM."""
         c = self.ctrl
         if command not in (isa.BLK_READ, isa.BLK_WRITE):
-            c[C_BLK_STATUS] = BLK_BAD_COMMAND
+            c[S.C_BLK_STATUS] = S.BLK_BAD_COMMAND
             return
-        sector = int(c[C_BLK_SECTOR])
-        buf = int(c[C_BLK_BUFFER]) & 0xFFFFFFFC
-        if sector >= c[C_DISK_SECTORS] or buf + 4 * BLK_SECTOR_WORDS > self.ram_size:
-            c[C_BLK_STATUS] = BLK_BAD_ADDRESS
+        sector = int(c[S.C_BLK_SECTOR])
+        buf = int(c[S.C_BLK_BUFFER]) & 0xFFFFFFFC
+        if sector >= c[S.C_DISK_SECTORS] or buf + 4 * S.BLK_SECTOR_WORDS > self.ram_size:
+            c[S.C_BLK_STATUS] = S.BLK_BAD_ADDRESS
             return
-        d = sector * BLK_SECTOR_WORDS
+        d = sector * S.BLK_SECTOR_WORDS
         w = buf >> 2
         if command == isa.BLK_READ:
-            self.ram[w:w + BLK_SECTOR_WORDS] = self.disk[d:d + BLK_SECTOR_WORDS]
-            self.counters[EV_BLK_READS] += 1
+            self.ram[w:w + S.BLK_SECTOR_WORDS] = self.disk[d:d + S.BLK_SECTOR_WORDS]
+            self.counters[S.EV_BLK_READS] += 1
             if self.on_watched_write is not None:
-                for frame in {buf >> 12, (buf + 4 * BLK_SECTOR_WORDS - 1) >> 12}:
+                for frame in {buf >> 12, (buf + 4 * S.BLK_SECTOR_WORDS - 1) >> 12}:
                     if frame in self.watched:
                         lo = max(buf, frame << 12)
-                        hi = min(buf + 4 * BLK_SECTOR_WORDS, (frame + 1) << 12)
+                        hi = min(buf + 4 * S.BLK_SECTOR_WORDS, (frame + 1) << 12)
                         for gpa in range(lo, hi, 4):
                             self.on_watched_write(gpa)
         else:
-            self.disk[d:d + BLK_SECTOR_WORDS] = self.ram[w:w + BLK_SECTOR_WORDS]
-            self.counters[EV_BLK_WRITES] += 1
-        c[C_BLK_STATUS] = BLK_OK
+            self.disk[d:d + S.BLK_SECTOR_WORDS] = self.ram[w:w + S.BLK_SECTOR_WORDS]
+            self.counters[S.EV_BLK_WRITES] += 1
+        c[S.C_BLK_STATUS] = S.BLK_OK
 
     def privilege_fault(self) -> tuple[int, int]:
         """A privileged (or strict-sensitive) instruction outside ring 0: the native #GP(0)."""
-        self.counters[EV_PRIV_FAULTS] += 1
+        self.counters[S.EV_PRIV_FAULTS] += 1
         return isa.VEC_GP, 0
 
 
