@@ -144,8 +144,8 @@ class HardwareAssist(Monitor):
         refused = super().refusal(cpu, **settings)
         if refused is None and settings.get("vpid") and not CPU_PRESETS[cpu]["vpid"]:
             refused = (f"the {cpu} CPU preset has no VPID (it arrived with "
-                       f"Nehalem): every VM entry and exit flushes the TLB.  Use "
-                       f"vpid=False or a later preset")
+                       f"Nehalem): every VM entry and exit flushes the TLB.  Turn VPID "
+                       f"off (vpid=False) or choose a later preset")
         for name, on in (settings.get("controls") or {}).items():
             if refused is None and name in REQUIRED_CONTROLS.get(cls.name, ()) and \
                     isinstance(on, (bool, np.bool_)) and not on:

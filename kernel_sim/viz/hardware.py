@@ -22,8 +22,8 @@ import plotly.graph_objects as go
 
 from ..experiments import records_exit_timeline
 from ..monitors.base import CATEGORIES
-from .style import PALETTE, PATTERNS, style_figure
-from .techniques import CATEGORY_LABELS
+from .style import PALETTE, style_figure
+from .techniques import CATEGORY_LABELS, category_bars
 
 EVENTS_TITLE = "Exits and monitor events by reason"
 CYCLES_TITLE = "Simulated cycles by category: native, left, right"
@@ -120,16 +120,7 @@ def slowdown(result, baseline) -> float:
 def lab_cycles_figure(results: dict[str, object], baselines: dict[str, object],
                       widget: bool = False):
     """Stacked bars: simulated cycles of native, left and right, split by category."""
-    fig = go.FigureWidget() if widget else go.Figure()
-    for k, cat in enumerate(CATEGORIES):
-        fig.add_bar(x=[], y=[], name=CATEGORY_LABELS[cat],
-                    marker=dict(color=PALETTE[k % len(PALETTE)],
-                                pattern_shape=PATTERNS[k % len(PATTERNS)]),
-                    hovertemplate="%{x}: %{y:,} cycles<extra>" + CATEGORY_LABELS[cat]
-                    + "</extra>")
-    style_figure(fig, CYCLES_TITLE, x_title="configuration (slowdown against native)",
-                 y_title="simulated cycles", legend_title="category", height=480)
-    fig.update_layout(barmode="stack")
+    fig = category_bars(CYCLES_TITLE, "configuration (slowdown against native)", 480, widget)
     fill_lab_cycles(fig, results, baselines)
     return fig
 

@@ -51,8 +51,9 @@ def fill_events(fig, result) -> None:
                              f"({sum(result.monitor_events.values()):,} in all)")
 
 
-def cycles_figure(results: Dict[str, object], widget: bool = False):
-    """Stacked bars: simulated cycles of each technique, split by category."""
+def category_bars(title: str, x_title: str, height: int, widget: bool = False):
+    """An empty stacked-bar figure with one trace per cycle category (colour and pattern each,
+    so the stack reads without colour); the caller fills the bars' x and y."""
     fig = go.FigureWidget() if widget else go.Figure()
     for k, cat in enumerate(CATEGORIES):
         fig.add_bar(x=[], y=[], name=CATEGORY_LABELS[cat],
@@ -60,9 +61,15 @@ def cycles_figure(results: Dict[str, object], widget: bool = False):
                                 pattern_shape=PATTERNS[k % len(PATTERNS)]),
                     hovertemplate="%{x}: %{y:,} cycles<extra>" + CATEGORY_LABELS[cat]
                     + "</extra>")
-    style_figure(fig, "Simulated cycles by category", x_title="technique",
-                 y_title="simulated cycles", legend_title="category", height=420)
+    style_figure(fig, title, x_title=x_title, y_title="simulated cycles",
+                 legend_title="category", height=height)
     fig.update_layout(barmode="stack")
+    return fig
+
+
+def cycles_figure(results: Dict[str, object], widget: bool = False):
+    """Stacked bars: simulated cycles of each technique, split by category."""
+    fig = category_bars("Simulated cycles by category", "technique", 420, widget)
     fill_cycles(fig, results)
     return fig
 
