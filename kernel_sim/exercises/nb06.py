@@ -6,8 +6,8 @@
   ``.if PARAVIRT`` blocks)
 * 06.3 -- how many ``mmu_update`` hypercalls does the boot workload make with batch size 16?
   (run by the checker)
-* 06.4 -- how many code lines of ``kernel.s`` differ between the two builds?  (counted in the
-  source)
+* 06.4 -- how many code lines of the guest kernel (``kernel.s`` and the ``kernel/*.s`` files
+  it includes) differ between the two builds?  (counted in the source)
 """
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ def _check_ring(answer):
 
 
 @exercise("06.2", "The hypercall that replaces WRCR ptbr",
-          hints=["Look at the table of replacements, or search kernel.s for 'wrcr ptbr'.",
+          hints=["Look at the table of replacements, or search the kernel sources (kernel.s, "
+                 "kernel/*.s) for 'wrcr ptbr'.",
                  "Answer with the hypercall's name as a string, e.g. 'set_timer'."])
 def _check_ptbr(answer):
     from ..guest import HYPERCALLS
@@ -65,7 +66,7 @@ def _check_ptbr(answer):
     if [name] != expected:
         return False, f"{name} is not what the PARAVIRT build does instead of WRCR ptbr"
     return True, (f"every 'wrcr ptbr' of the native kernel became hypercall {name} "
-                  f"(number {HYPERCALLS[name]}), read from kernel.s")
+                  f"(number {HYPERCALLS[name]}), read from the kernel sources")
 
 
 @exercise("06.3", f"mmu_update hypercalls of boot with batch size {BATCH_063}",
@@ -97,4 +98,4 @@ def _check_lines(answer):
     if given != cost.changed_lines:
         return False, f"{given} is not the number of code lines that differ between the builds"
     return True, (f"{cost.changed_lines} of {cost.code_lines} code lines "
-                  f"({cost.percent:.1f}%) differ, counted in kernel.s")
+                  f"({cost.percent:.1f}%) differ, counted in the kernel sources")
