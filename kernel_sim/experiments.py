@@ -46,6 +46,11 @@ Design
   a program runs on exactly the ISA asked for: for a hand-written program the ISA itself is the
   experiment (native on the strict ISA traps a ring-3 CLI that the default ISA ignores).
 
+* **The measured region** (:func:`measure`, DESIGN.md §3b): what ``N`` operations of a
+  workload's steady-state loop cost, after a fixed warm-up, found by differencing two cached
+  runs (``W`` and ``W + N`` iterations), with idle time as its own category and the counts
+  every experiment reports (:data:`COUNT_KEYS`).  ``boot``'s region is the whole run.
+
 Example::
 
     from kernel_sim import experiments as ex
@@ -67,6 +72,7 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
+from . import isa
 from .monitors import MonitorError, monitor_class
 from .monitors.base import DEFAULT_BUDGET, GUEST_LEVELS, GUEST_TLB, Monitor
 
@@ -75,7 +81,8 @@ __all__ = ["Config", "Settings", "run", "result_of", "monitor_of", "run_image", 
            "CacheInfo", "DEFAULT_CACHE_BYTES", "BASELINE", "RESERVED", "OPERATION_COUNTS",
            "monitor_settings", "settings_for", "takes_guest_knob", "records_exit_timeline",
            "default_strict", "per_operation", "cycles_per_operation", "slowdown",
-           "event_total", "MonitorError"]
+           "event_total", "MonitorError", "measure", "Measured", "WARMUP_OPERATIONS",
+           "REGION_CATEGORIES", "COUNT_KEYS"]
 
 #: The technique every slowdown is measured against (the default of :attr:`Config.technique`).
 BASELINE = "native"
@@ -564,3 +571,129 @@ def cycles_per_operation(workload: str, technique: str,
     difference of two runs with loop counts ``counts = (lo, hi)``, divided by ``hi - lo``."""
     lo, hi, (a, b) = _pair(workload, technique, counts, strict, fields)
     return (b.cycles - a.cycles) / (hi - lo)
+
+
+# ---- the measured region (DESIGN.md §3b) -------------------------------------------------------
+#: Loop iterations every measurement runs *before* its region starts, so that translation
+#: caches, shadow tables and TLBs are warm: the region is steady state, as in the papers'
+#: nanobenchmarks (Adams & Agesen 2006 time a loop, not a boot).
+WARMUP_OPERATIONS = 10
+#: Cycle categories of a measured region: the monitors' five, and ``idle`` (halted, waiting for
+#: the timer), which is nobody's work and is reported apart.
+REGION_CATEGORIES = ("guest", "transitions", "emulation", "memory", "devices", "idle")
+#: The kinds of ``Measured.counts``: every key is always present (0 where it does not apply).
+COUNT_KEYS = ("exits", "hypercalls", "callouts", "traps", "world_switches", "mode_switches",
+              "notifications", "interrupts", "evtchn_sends", "ring_copies", "device_accesses")
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the measured region of a workload cost: ``operations`` operations of one ``unit``
+    (one iteration of the workload's loop), after :data:`WARMUP_OPERATIONS` warm-up ones.
+
+    The region is found by *differencing two loop counts*: the workload runs with ``W`` and
+    with ``W + N`` iterations (``W`` = :data:`WARMUP_OPERATIONS`, ``N`` = ``operations``), and
+    every figure is the second run's minus the first's.  Both runs boot the same way, warm up
+    the same way and shut down the same way, so all of that cancels and what is left is exactly
+    the ``N`` extra iterations -- under every technique alike, with no marker instruction that
+    could itself cost an exit.  (What does not cancel exactly: the phase of the periodic timer,
+    whose interrupts fall where the tick count says; over hundreds of operations it averages
+    out, see the tests.)
+    """
+
+    workload: str
+    technique: str
+    operations: int
+    unit: str
+    instructions: int
+    cycles: int
+    cycles_by_category: Mapping
+    events: Mapping
+    counts: Mapping
+    latency_ticks: float
+
+    def per_op(self) -> dict:
+        """``cycles``, ``cycles_by_category`` and ``counts`` divided by ``operations``."""
+        n = self.operations
+        return {"cycles": self.cycles / n,
+                "cycles_by_category": {k: v / n for k, v in self.cycles_by_category.items()},
+                "counts": {k: v / n for k, v in self.counts.items()}}
+
+    @property
+    def cycles_per_op(self) -> float:
+        return self.cycles / self.operations
+
+
+def _region_categories(result) -> dict:
+    """Cycles by :data:`REGION_CATEGORIES`: idle ticks are taken out of ``guest``."""
+    from .costs import NATIVE_EXTRAS
+    out = {c: int(result.cycles_by_category.get(c, 0)) for c in REGION_CATEGORIES}
+    idle = int(result.events.get("idle_ticks", 0)) * NATIVE_EXTRAS.get("idle_tick", 0)
+    idle = min(idle, out["guest"])
+    out["guest"] -= idle
+    out["idle"] += idle
+    return out
+
+
+def _counts(result, technique: str) -> dict:
+    """The region's :data:`COUNT_KEYS`, from what the run counted (see :class:`Measured`)."""
+    needs = monitor_class(technique).needs
+    monitor = result.monitor_events
+    out = dict.fromkeys(COUNT_KEYS, 0)
+    if needs.vm_exits:
+        out["exits"] = sum(monitor.values())
+    out["hypercalls"] = sum(v for k, v in monitor.items() if k.startswith("hypercall:"))
+    out["callouts"] = sum(v for k, v in monitor.items() if k.startswith("callout:"))
+    out["traps"] = int(result.events.get("traps", 0))
+    out["interrupts"] = int(result.traps.get(isa.VECTOR_KEYS[isa.VEC_TIMER], 0))
+    out["device_accesses"] = int(result.events.get("io_in", 0) + result.events.get("io_out", 0))
+    return out
+
+
+class _Nothing:
+    """A run in which nothing happened (what the whole-run region subtracts)."""
+    instructions = cycles = 0
+    cycles_by_category: dict = {}
+    monitor_events: dict = {}
+    events: dict = {}
+    traps: dict = {}
+
+
+_ZERO = _Nothing()
+
+
+def measure(config: Config, warmup: int = WARMUP_OPERATIONS) -> Measured:
+    """The measured region of ``config``: ``config.count`` operations (default: the workload's
+    loop count) after ``warmup`` warm-up operations, by differencing two cached runs."""
+    from .guest import WORKLOADS
+    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 1:
+        raise ValueError(f"warmup must be a positive number of operations, got {warmup!r}")
+    base = normalize(config)
+    workload = WORKLOADS[base.workload]
+    if workload.region == "whole":          # boot: the whole run is the one operation
+        n, after = 1, run(base)
+        before = None
+    else:
+        n = int(base.count)
+        before = run(base.replace(count=warmup))
+        after = run(base.replace(count=warmup + n))
+    return _difference(base, workload, n, before, after)
+
+
+def _difference(base: Config, workload, n: int, before, after) -> Measured:
+    """``after`` minus ``before`` (None: nothing) as the region of ``n`` operations."""
+    if before is None:
+        before = _ZERO
+    cb, ca = _region_categories(before), _region_categories(after)
+    events = {k: int(after.monitor_events.get(k, 0) - before.monitor_events.get(k, 0))
+              for k in set(after.monitor_events) | set(before.monitor_events)}
+    kb, ka = _counts(before, base.technique), _counts(after, base.technique)
+    ticks = (after.events.get("instructions", 0) + after.events.get("idle_ticks", 0)
+             - before.events.get("instructions", 0) - before.events.get("idle_ticks", 0))
+    return Measured(workload=base.workload, technique=base.technique, operations=n,
+                    unit=workload.unit, instructions=after.instructions - before.instructions,
+                    cycles=after.cycles - before.cycles,
+                    cycles_by_category={c: ca[c] - cb[c] for c in REGION_CATEGORIES},
+                    events={k: v for k, v in sorted(events.items()) if v},
+                    counts={k: ka[k] - kb[k] for k in COUNT_KEYS},
+                    latency_ticks=ticks / n)

@@ -101,32 +101,41 @@ class Workload:
     program: str            #: the user program started as init
     default_count: int      #: loop count when build_guest gets none
     operation: str          #: what ONE iteration of the loop is
+    unit: str = "iteration"  #: the operation's short name, for tables: "system call", ...
+    #: the measured region (:func:`kernel_sim.experiments.measure`): ``"loop"`` -- iterations of
+    #: the steady-state loop, after a warm-up; ``"whole"`` -- the whole run is one operation
+    region: str = "loop"
 
 
 WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("compute", "arithmetic in user mode, no kernel involvement", "compute", 20_000,
-             "one multiply-add step (4 user instructions)"),
+             "one multiply-add step (4 user instructions)", unit="multiply-add step"),
     Workload("syscall", "a loop of getpid system calls", "syscall", 500,
-             "one getpid system call"),
+             "one getpid system call", unit="system call"),
     Workload("io", "a loop of disk reads through the kernel's block driver", "io", 300,
-             "one blkread system call: 3 OUTs and 1 IN to the block device, one sector DMA"),
+             "one blkread system call: 3 OUTs and 1 IN to the block device, one sector DMA",
+             unit="disk read"),
     Workload("pgfault", "touch a fresh heap page, then unmap it", "pgfault", 300,
-             "one demand page fault (zeroed frame mapped) plus one unmap system call"),
+             "one demand page fault (zeroed frame mapped) plus one unmap system call",
+             unit="page fault"),
     Workload("ptemod", "map and unmap a page", "ptemod", 300,
-             "one map and one unmap system call: a live PTE written, cleared, INVLPG"),
+             "one map and one unmap system call: a live PTE written, cleared, INVLPG",
+             unit="map/unmap pair"),
     Workload("ctxswitch", "two processes yield to each other", "ctxswitch", 300,
-             "one yield per process: two context switches (address-space switches)"),
+             "one yield per process: two context switches (address-space switches)",
+             unit="yield pair"),
     Workload("callret", "call/return pairs inside the guest kernel", "callret", 1000,
-             "one CALL and one RET in kernel code"),
+             "one CALL and one RET in kernel code", unit="call/return pair"),
     Workload("divzero", "divide by zero; the kernel's #DE handler skips the instruction",
-             "divzero", 300, "one #DE trap, handled and resumed"),
+             "divzero", 300, "one #DE trap, handled and resumed", unit="divide error"),
     Workload("forkwait", "fork a child that exits at once, wait for it", "forkwait", 100,
-             "one fork (address-space copy), one exit, one wait"),
+             "one fork (address-space copy), one exit, one wait", unit="fork/wait"),
     Workload("preempt", "two CPU-bound processes share the CPU through timer preemption",
              "preempt", 20, "one chunk of about 6000 user instructions and a 1-letter write "
-                            "in each of the two processes"),
+                            "in each of the two processes", unit="iteration"),
     Workload("boot", "boot to a shell that runs hello, compute, getpid and sleep",
-             "shell", 1000, "one step of the compute program the shell runs"),
+             "shell", 1000, "one step of the compute program the shell runs",
+             unit="boot", region="whole"),
 )}
 
 

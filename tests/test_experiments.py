@@ -150,3 +150,37 @@ def test_technique_questions_are_answered_by_the_monitor_classes():
     assert ex.takes_guest_knob("paravirt", "batch") and not ex.takes_guest_knob("native", "batch")
     assert ex.default_strict("trap_emulate") and not ex.default_strict("binary_translation")
     assert ex.settings_for("native", vpid=True, trace_size=8) == {"trace_size": 8}
+
+
+# ---- the measured region (experiments.measure) -------------------------------------------------
+def test_the_measured_region_is_the_difference_of_two_loop_counts():
+    cfg = ex.Config("syscall", "trap_emulate", strict=True, count=30)
+    m = ex.measure(cfg, warmup=5)
+    short = ex.run(cfg.replace(count=5))
+    long = ex.run(cfg.replace(count=35))
+    assert (m.operations, m.unit) == (30, "system call")
+    assert m.instructions == long.instructions - short.instructions
+    assert m.cycles == long.cycles - short.cycles == sum(m.cycles_by_category.values())
+    assert set(m.cycles_by_category) == set(ex.REGION_CATEGORIES)
+    assert set(m.counts) == set(ex.COUNT_KEYS)
+    for reason, n in m.events.items():
+        assert n == long.monitor_events.get(reason, 0) - short.monitor_events.get(reason, 0)
+    # every system call traps into the guest kernel once: at least one trap per operation
+    assert m.counts["traps"] >= m.operations
+    per_op = m.per_op()
+    assert per_op["cycles"] == pytest.approx(m.cycles / 30) == pytest.approx(m.cycles_per_op)
+    assert per_op["counts"]["traps"] == pytest.approx(m.counts["traps"] / 30)
+
+
+def test_idle_ticks_are_their_own_category_and_boot_is_one_whole_operation():
+    m = ex.measure(ex.Config("boot", "native"))
+    whole = ex.run(ex.Config("boot", "native"))
+    assert (m.operations, m.unit, m.cycles) == (1, "boot", whole.cycles)
+    assert m.cycles_by_category["idle"] == whole.events["idle_ticks"] > 0   # idle_tick = 1
+    assert m.cycles_by_category["guest"] + m.cycles_by_category["idle"] == \
+        whole.cycles_by_category["guest"]
+
+
+def test_measure_refuses_a_bad_warmup():
+    with pytest.raises(ValueError, match="warmup"):
+        ex.measure(ex.Config("syscall"), warmup=0)
