@@ -19,16 +19,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from containment import (
-    identity_map,
-    image,
-    map_beyond_ram,
-    paint_and_check,
-    ptbr_names_host_address,
-    same,
-    skip_gp,
-    write_beyond_ram,
-)
+import containment as cm
 from guest_programs import RAM, guest_programs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -66,14 +57,14 @@ def test_generated_kernels_leave_exactly_the_native_state_on_both_isas():
             native = run_technique(img, "native", count=program.budget, strict=strict)
             result = bt(img, count=program.budget, strict=strict)
             seen.update(result.monitor_events)
-            if same(native, result):
+            if cm.same(native, result):
                 continue
             # Shadow paging assumes the guest never depends on a stale TLB entry (see shadow.py);
             # a generated kernel that jumps back into its boot code rewrites live page-table
             # entries without INVLPG.  Such a program also diverges under trap_emulate on the
             # strict ISA, where nothing but shadow paging is involved: it is set aside.
             te = run_technique(img, "trap_emulate", count=program.budget, strict=True)
-            if not same(run_technique(img, "native", count=program.budget, strict=True), te):
+            if not cm.same(run_technique(img, "native", count=program.budget, strict=True), te):
                 stale.append(program.source)
             else:
                 failures.append((strict, program.source))
@@ -106,7 +97,7 @@ def test_every_guest_os_workload_runs_unchanged(workload, strict):
     img = build_guest(workload, count=5)
     native = run_technique(img, "native", strict=strict)
     result = bt(img, strict=strict)
-    assert native.stop == "halt" and same(native, result)
+    assert native.stop == "halt" and cm.same(native, result)
     assert result.user_digest == native.user_digest and result.notes == []
 
 
@@ -137,10 +128,10 @@ tick:   movi r4, 'T'
 
 
 def test_non_strict_sensitive_instructions_are_translated_into_callouts():
-    img = image(SAVE_RESTORE_IF)
+    img = cm.image(SAVE_RESTORE_IF)
     native = run_technique(img, "native")
     result = bt(img)
-    assert native.console == "TTTT" and same(native, result)
+    assert native.console == "TTTT" and cm.same(native, result)
     assert result.registers[9] == 0 and result.registers[10] == 0x1000
     ev = result.monitor_events
     assert ev["callout:emulate:pushf"] == ev["callout:emulate:popf"] == 1
@@ -163,7 +154,7 @@ loop:   cli
 
 @pytest.mark.parametrize("k", [5, 12])
 def test_golden_cli_sti_loop(k):
-    img = image(CLI_STI.format(K=k))
+    img = cm.image(CLI_STI.format(K=k))
     r = bt(img)
     # Two blocks are translated: the one at the entry (movi, cli, sti, addi, bne, hlt: 6 guest
     # instructions; HLT ends a block) and, when the BNE first goes back, the one at `loop` (5).
@@ -179,7 +170,7 @@ def test_golden_cli_sti_loop(k):
     # no hardware trap at all: every transition is a callout
     assert r.cycles_by_category["transitions"] == (2 * k + 1 + 2) * COST["callout"]
     native = run_technique(img, "native")
-    assert same(native, r) and r.instructions == 1 + 4 * k + 1
+    assert cm.same(native, r) and r.instructions == 1 + 4 * k + 1
     assert r.events["instructions"] == native.events["instructions"]
 
 
@@ -216,7 +207,7 @@ uloop:  movi r0, 2                  ; getpid
 
 @pytest.mark.parametrize("k", [3, 10])
 def test_golden_system_calls(k):
-    img = image(SYSCALLS.format(K=k))
+    img = cm.image(SYSCALLS.format(K=k))
     mon = BinaryTranslation(img)
     r = mon.run()
     assert r.monitor_events == {"callout:emulate:wrcr": 2, "callout:emulate:sysret": 1,
@@ -227,12 +218,12 @@ def test_golden_system_calls(k):
     assert r.event_cycles["reflect:syscall"] == (k + 1) * (EXIT + COST["reflect"])
     translated = sum(n for _, _, n in mon.translation_blocks())
     assert r.event_cycles["bt:translate"] == translated * COST["translate"]
-    assert same(run_technique(img, "native"), r)
+    assert cm.same(run_technique(img, "native"), r)
 
 
 def test_each_extra_user_system_call_costs_one_reflect_and_one_iret_callout():
     def events(k):
-        return Counter(bt(image(SYSCALLS.format(K=k))).monitor_events)
+        return Counter(bt(cm.image(SYSCALLS.format(K=k))).monitor_events)
     diff = events(10) - events(3)
     assert diff == Counter({"reflect:syscall": 7, "callout:emulate:iret": 7})
 
@@ -256,7 +247,7 @@ def test_golden_callret_one_call_and_one_ret_callout_per_pair():
     assert diff == {"callout:call": 40, "callout:ret": 40}
     assert b.event_cycles["callout:call"] - a.event_cycles["callout:call"] == \
         40 * (COST["callout"] + COST["tc_lookup"])
-    assert same(run_technique(build_guest("callret", count=60), "native"), b)
+    assert cm.same(run_technique(build_guest("callret", count=60), "native"), b)
 
 
 def test_golden_syscall_callouts_come_from_the_kernels_instructions():
@@ -295,8 +286,8 @@ loop:   addi r5, r5, 3
 def test_a_kernel_loop_is_translated_once_and_its_back_edge_chained():
     events = {}
     for k in (10, 1000):
-        r = bt(image(LOOP.format(K=k)))
-        assert same(run_technique(image(LOOP.format(K=k)), "native"), r)
+        r = bt(cm.image(LOOP.format(K=k)))
+        assert cm.same(run_technique(cm.image(LOOP.format(K=k)), "native"), r)
         events[k] = r.monitor_events
     # independent of the iteration count: 2 translations, 2 exits that chain, 1 HLT
     assert events[10] == events[1000] == {"bt:translate": 2, "bt:chain": 2,
@@ -337,10 +328,10 @@ target: movi r5, 1              ; translated on the first pass, rewritten before
         jmp  again
 done:   hlt
 """
-    img = image(source)
+    img = cm.image(source)
     native = run_technique(img, "native")
     r = bt(img)
-    assert native.registers[7] == 3 and same(native, r)
+    assert native.registers[7] == 3 and cm.same(native, r)
     assert r.monitor_events["bt:code_write"] == 1
     assert r.monitor_events["bt:tc_invalidate"] == 1
 
@@ -355,9 +346,9 @@ loop:   st   r3, [r1]           ; kernel data on a page with translated code
         hlt
 data:   .word 0
 """
-    img = image(source)
+    img = cm.image(source)
     r = bt(img)
-    assert same(run_technique(img, "native"), r)
+    assert cm.same(run_technique(img, "native"), r)
     ev = r.monitor_events
     # the first 3 stores fault (write-protected page) and are emulated; no translated word was
     # written, so nothing is invalidated; then the block is retranslated with a store callout
@@ -368,7 +359,7 @@ data:   .word 0
 PT_LOOP = """
 PD = 0x10000
 PT0 = 0x11000
-""" + identity_map() + """        li   r1, PD
+""" + cm.identity_map() + """        li   r1, PD
         li   r2, PT0 | 3
         st   r2, [r1]
         wrcr ptbr, r1
@@ -389,18 +380,18 @@ rewrite:
 @pytest.mark.parametrize("after", [3, 5])
 def test_adaptive_retranslation_turns_page_table_faults_into_store_callouts(after):
     k = 12
-    img = image(PT_LOOP.format(RAM=RAM, K=k))
+    img = cm.image(PT_LOOP.format(RAM=RAM, K=k))
     r = bt(img, adaptive_after=after, unshadow_after=0)
     ev = r.monitor_events
     assert ev["shadow:pt_write"] == after
     assert ev["bt:adaptive_retranslation"] == 1 and ev["callout:store"] == k - after
     assert r.event_cycles["callout:store"] == (k - after) * (
         COST["callout"] + COST["shadow_pt_write"] + 2 * COST["walk_ref"])
-    assert same(run_technique(img, "native"), r)
+    assert cm.same(run_technique(img, "native"), r)
     off = bt(img, adaptive_after=0, unshadow_after=0)
     assert off.monitor_events["shadow:pt_write"] == k and "callout:store" not in \
         off.monitor_events
-    assert same(off, r)
+    assert cm.same(off, r)
     assert r.cycles < off.cycles            # a callout is cheaper than a trap
 
 
@@ -426,12 +417,12 @@ de:     ld   r9, [sp + 4]           ; the pc in the frame
     r = bt(img)
     assert r.registers[9] == prog.labels["here"]          # a guest pc, not a TC address
     assert r.monitor_events["reflect:divide_error"] == 1
-    assert same(run_technique(img, "native"), r)
+    assert cm.same(run_technique(img, "native"), r)
 
 
 #: the fault-skipping prologue (containment.py) on a stack of its own, also summing the faults'
 #: error codes in r11
-SKIP_GP = skip_gp(stack=0x8000, sum_error_codes=True)
+SKIP_GP = cm.skip_gp(stack=0x8000, sum_error_codes=True)
 
 
 def _tc_snapshot(mon):
@@ -448,7 +439,7 @@ def test_guest_kernel_cannot_read_or_write_the_translation_cache():
         ld   r3, [r1]
         hlt
 """
-    img = image(source)
+    img = cm.image(source)
     mon = BinaryTranslation(img)
     r = mon.run()
     assert r.registers[12] == 3 and r.registers[3] == 0
@@ -464,7 +455,7 @@ def test_guest_kernel_cannot_read_or_write_the_translation_cache():
                     isa.OP_JMP):
                 assert word == int(mon.vcpu.ram[int(g, 16) >> 2]), g
     # with paging off an address beyond RAM is #GP(0) on the bare machine too
-    assert same(run_technique(img, "native"), r)
+    assert cm.same(run_technique(img, "native"), r)
 
 
 USER_ENTRY = """
@@ -497,10 +488,10 @@ user:   li   r1, {TC_VA}
 """
     # the user's fetch faults exactly as on the bare machine (the guest maps nothing there);
     # the #PF handler skips... to TC_VA + 4, which faults again, and so on: stop at a budget
-    img = image(fetch)
+    img = cm.image(fetch)
     native = run_technique(img, "native", count=3000)
     r = bt(img, count=3000)
-    assert same(native, r) and r.traps["page_fault"] > 10
+    assert cm.same(native, r) and r.traps["page_fault"] > 10
     load = SKIP_GP + paging + USER_ENTRY + f"""
 user:   li   r1, {TC_VA}
         ld   r2, [r1]               ; #GP: the data limit (the bare machine would give #PF)
@@ -509,7 +500,7 @@ user:   li   r1, {TC_VA}
         movi r0, 0
         syscall
 """
-    r = bt(image(load), count=3000)
+    r = bt(cm.image(load), count=3000)
     # two loads and the HLT, skipped; the loads never happened (r2 still holds the last PDE
     # written at boot); the exit system call has no handler in this little kernel
     assert r.traps["general_protection"] == 3 and r.registers[2] == 0x11007
@@ -542,10 +533,10 @@ spin:   addi r4, r4, -1             ; IF off: only the monitor's time slice gets
         movi r0, 0
         syscall                     ; no handler: the run stops
 """
-    img = image(source)
+    img = cm.image(source)
     native = run_technique(img, "native")
     r = bt(img, time_slice=5000)
-    assert same(native, r) and r.registers[5] == 0 and r.registers[6] == 0x1000
+    assert cm.same(native, r) and r.registers[5] == 0 and r.registers[6] == 0x1000
     assert r.events["popf_ignored"] == native.events["popf_ignored"] == 1
     assert r.monitor_events["monitor:preempt"] >= 60_000 // 5000 - 1
 
@@ -557,10 +548,10 @@ def run_contained(source: str, budget: int = 200_000, **settings):
     Painted: the frames of the monitor region the allocator has not handed out, besides the
     guard region (containment.py).  Then the cache's own mapping is checked in every shadow.
     """
-    mon = BinaryTranslation(image(source), **settings)
+    mon = BinaryTranslation(cm.image(source), **settings)
     mon._boot()
     mem = mon.host.mem
-    with paint_and_check(mon, sorted(mon.allocator.free_list),
+    with cm.paint_and_check(mon, sorted(mon.allocator.free_list),
                          containment=lambda: mon.pager.check_containment()):
         mon._run(budget)
         result = mon.result()
@@ -577,32 +568,32 @@ def run_contained(source: str, budget: int = 200_000, **settings):
 
 
 def test_guest_cannot_write_beyond_its_ram():
-    source, faults = write_beyond_ram([RAM, RAM + 4092, RAM + MONITOR_BYTES, -MONITOR_BYTES],
+    source, faults = cm.write_beyond_ram([RAM, RAM + 4092, RAM + MONITOR_BYTES, -MONITOR_BYTES],
                                       handler=SKIP_GP)
     mon, r = run_contained(source)
     assert r.stop == "halt" and r.registers[12] == faults
-    assert same(run_technique(image(source), "native"), r)
+    assert cm.same(run_technique(cm.image(source), "native"), r)
 
 
 def test_guest_cannot_map_a_frame_beyond_its_ram():
-    source, faults = map_beyond_ram([RAM, RAM + MONITOR_BYTES],
+    source, faults = cm.map_beyond_ram([RAM, RAM + MONITOR_BYTES],
                                     [("st", RAM), ("ld", RAM + 8), ("st", RAM + 4096)],
                                     handler=SKIP_GP)
     mon, r = run_contained(source)
     assert r.stop == "halt" and r.registers[12] == faults
-    assert same(run_technique(image(source), "native"), r)
+    assert cm.same(run_technique(cm.image(source), "native"), r)
 
 
 @pytest.mark.parametrize("what", ["shadow_root", "translation_cache"])
 def test_guest_ptbr_naming_the_monitors_memory_reaches_only_guest_memory(what):
-    probe = BinaryTranslation(image("hlt"))
+    probe = BinaryTranslation(cm.image("hlt"))
     probe._boot()
     # host addresses of the monitor's own things: a shadow root, the cache itself
     target = probe.pager.phys.root if what == "shadow_root" else probe.tc_base
     assert target < MONITOR_BYTES
-    source = ptbr_names_host_address(target, target, handler=SKIP_GP)
+    source = cm.ptbr_names_host_address(target, target, handler=SKIP_GP)
     mon, r = run_contained(source)
-    assert same(run_technique(image(source), "native"), r)
+    assert cm.same(run_technique(cm.image(source), "native"), r)
 
 
 def test_guest_that_disables_interrupts_and_spins_cannot_keep_the_monitor_out():
@@ -624,12 +615,12 @@ def test_the_translation_cache_refills_after_a_flush():
     img = build_guest("forkwait", count=5)
     native = run_technique(img, "native")
     small = bt(img, tc_bytes=4096)
-    assert same(native, small) and small.monitor_events["bt:tc_flush"] > 1
+    assert cm.same(native, small) and small.monitor_events["bt:tc_flush"] > 1
 
 
 # ==== settings and the CLI =====================================================================
 def test_bad_settings_are_refused():
-    img = image("hlt")
+    img = cm.image("hlt")
     with pytest.raises(ValueError, match="tc_bytes"):
         BinaryTranslation(img, tc_bytes=1000)
     with pytest.raises(ValueError, match="tc_bytes"):
@@ -644,7 +635,7 @@ def test_bad_settings_are_refused():
 
 
 def test_translation_blocks_lists_guest_pcs_and_exit_stubs_are_not_instructions():
-    mon = BinaryTranslation(image(LOOP.format(K=3)))
+    mon = BinaryTranslation(cm.image(LOOP.format(K=3)))
     mon.run()
     blocks = mon.translation_blocks()
     assert [(g, n) for g, _, n in blocks] == [(0, 6), (4, 5)]

@@ -17,15 +17,7 @@
 from __future__ import annotations
 
 import pytest
-from containment import (
-    identity_map,
-    image,
-    map_beyond_ram,
-    paint_and_check,
-    ptbr_names_host_address,
-    same,
-    write_beyond_ram,
-)
+import containment as cm
 from guest_programs import RAM
 
 from kernel_sim import isa
@@ -101,18 +93,18 @@ skip:   push r1
 
 def _guest(name):
     if name == "cr_probe":
-        return image(CR_PROBE)
+        return cm.image(CR_PROBE)
     if name == "ud_probe":
-        return image(UD_PROBE)
+        return cm.image(UD_PROBE)
     return build_guest(name, count=6)
 
 
 def test_the_probes_do_what_they_say_on_the_bare_machine():
-    r = run_technique(image(CR_PROBE), "native")
+    r = run_technique(cm.image(CR_PROBE), "native")
     assert r.stop == "halt"
     assert {k: r.events[k] for k in CR_PROBE_NATIVE} == CR_PROBE_NATIVE
     assert r.registers[12] == K                     # RDCR paging read 1 each time
-    u = run_technique(image(UD_PROBE), "native")
+    u = run_technique(cm.image(UD_PROBE), "native")
     assert u.stop == "halt" and u.traps["invalid_opcode"] == K and u.registers[12] == K
 
 
@@ -215,8 +207,8 @@ def test_page_faults_are_required_in_hw_shadow_only():
                          ids=lambda v: str(v))
 def test_clearing_a_required_control_is_refused(mode, control):
     with pytest.raises(MonitorError, match=f"{mode} requires {control}"):
-        MODES[mode](image("hlt"), controls={control: False})
-    MODES[mode](image("hlt"), controls={control: True})      # asking for it is fine
+        MODES[mode](cm.image("hlt"), controls={control: False})
+    MODES[mode](cm.image("hlt"), controls={control: True})      # asking for it is fine
 
 
 def test_required_controls_are_the_documented_ones():
@@ -227,7 +219,7 @@ def test_required_controls_are_the_documented_ones():
 
 @pytest.mark.parametrize("mode", MODES)
 def test_bad_controls_and_vectors_are_refused(mode):
-    cls, img = MODES[mode], image("hlt")
+    cls, img = MODES[mode], cm.image("hlt")
     with pytest.raises(ValueError, match="unknown VMCS control 'cr8_load_exiting'"):
         cls(img, controls={"cr8_load_exiting": True})
     with pytest.raises(ValueError, match="interrupt_window_exiting is managed by the monitor"):
@@ -245,7 +237,7 @@ def test_bad_controls_and_vectors_are_refused(mode):
 
 
 def test_the_first_vtx_cpu_has_neither_ept_nor_vpid():
-    img = image("hlt")
+    img = cm.image("hlt")
     with pytest.raises(MonitorError, match="first-vtx CPU preset .* has no EPT"):
         HwEpt(img, cpu="first-vtx")
     with pytest.raises(MonitorError, match="has no VPID"):
@@ -260,7 +252,7 @@ def test_the_first_vtx_cpu_has_neither_ept_nor_vpid():
 def test_the_vmcs_holds_the_controls_and_the_exception_bitmap(mode):
     cls = MODES[mode]
     optional = {c: True for c in OPTIONAL_CONTROLS[mode][:2]}
-    mon = cls(image("hlt"), controls=optional, exception_bitmap=(isa.VEC_DE, isa.VEC_UD))
+    mon = cls(cm.image("hlt"), controls=optional, exception_bitmap=(isa.VEC_DE, isa.VEC_UD))
     mon._boot()
     assert mon.vmcs.address == VMCS_ADDRESS
     got = mon.vmcs.controls()
@@ -278,7 +270,7 @@ def test_the_vmcs_holds_the_controls_and_the_exception_bitmap(mode):
     word = VMCS_ADDRESS // 4 + FIELDS["EXEC_CONTROLS"]
     assert int(mon.host.mem[word]) == sum(CONTROLS[n] for n in wanted)
     # without VPID (first-vtx) the control is clear and the VPID field 0
-    plain = HwShadow(image("hlt"), cpu="first-vtx")
+    plain = HwShadow(cm.image("hlt"), cpu="first-vtx")
     plain._boot()
     assert not plain.vmcs.controls()["enable_vpid"] and plain.vmcs.read("VPID") == 0
 
@@ -299,11 +291,11 @@ def run_contained(mode: str, source: str, budget: int = 200_000, **settings):
     out, the rest of the VMCS page past its last field, and the guard region.  The VMCS fields
     nobody writes while the guest runs must keep their values.
     """
-    mon = MODES[mode](image(source), **settings)
+    mon = MODES[mode](cm.image(source), **settings)
     mon._boot()
     vmcs = VMCS_ADDRESS >> 2
     vmcs_tail = slice(vmcs + len(FIELDS), vmcs + 1024)         # past the last field
-    with paint_and_check(mon, sorted(mon.allocator.free_list), regions=[vmcs_tail],
+    with cm.paint_and_check(mon, sorted(mon.allocator.free_list), regions=[vmcs_tail],
                          containment=mon.check_containment):
         kept = {f: mon.vmcs.read(f) for f in FIELDS if f not in _WRITTEN}
         controls = mon.vmcs.read("EXEC_CONTROLS")
@@ -316,12 +308,12 @@ def run_contained(mode: str, source: str, budget: int = 200_000, **settings):
 
 
 def _native(source):
-    return run_technique(image(source), "native")
+    return run_technique(cm.image(source), "native")
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_guest_cannot_write_beyond_its_ram_with_paging_off(mode):
-    source, faults = write_beyond_ram([
+    source, faults = cm.write_beyond_ram([
         RAM,                        # first word after the guest's RAM
         RAM + 4092,
         RAM + MONITOR_BYTES,
@@ -331,32 +323,32 @@ def test_guest_cannot_write_beyond_its_ram_with_paging_off(mode):
     mon, r = run_contained(mode, source)
     assert r.stop == "halt" and r.registers[12] == faults
     assert r.traps["general_protection"] == faults
-    assert same(_native(source), r)
+    assert cm.same(_native(source), r)
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_guest_cannot_map_a_frame_beyond_its_ram(mode):
     # the frame right after the RAM, one a monitor region further, and the VMCS's host address
-    source, faults = map_beyond_ram([RAM, RAM + MONITOR_BYTES, VMCS_ADDRESS],
+    source, faults = cm.map_beyond_ram([RAM, RAM + MONITOR_BYTES, VMCS_ADDRESS],
                                     [("st", RAM), ("ld", RAM + 8), ("st", RAM + 4096),
                                      ("st", RAM + 8192)])
     mon, r = run_contained(mode, source)
     assert r.stop == "halt" and r.registers[12] == faults
     assert r.traps["general_protection"] == faults
-    assert same(_native(source), r)
+    assert cm.same(_native(source), r)
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_guest_ptbr_naming_the_monitors_tables_reaches_only_guest_memory(mode):
-    probe = MODES[mode](image("hlt"))
+    probe = MODES[mode](cm.image("hlt"))
     probe._boot()
     # host address of the monitor's own top table: the shadow root or the EPT root
     root = probe.pager.phys.root if mode == "hw_shadow" else probe.nested.root
     assert root < MONITOR_BYTES
-    source = ptbr_names_host_address(root, VMCS_ADDRESS)
+    source = cm.ptbr_names_host_address(root, VMCS_ADDRESS)
     mon, r = run_contained(mode, source)
     native = _native(source)
-    assert same(native, r)
+    assert cm.same(native, r)
     assert r.stop == native.stop
 
 

@@ -21,15 +21,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from containment import (
-    identity_map,
-    image,
-    map_beyond_ram,
-    paint_and_check,
-    ptbr_names_host_address,
-    same,
-    write_beyond_ram,
-)
+import containment as cm
 from guest_programs import RAM, guest_programs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -60,11 +52,11 @@ def test_generated_kernels_leave_exactly_the_native_state():
         te = run_technique(img, "trap_emulate", count=program.budget, strict=True)
         stops[native.stop] += 1
         seen.update(te.monitor_events)
-        if not same(native, te):
+        if not cm.same(native, te):
             failures.append(program.source)
         if not program.strict:          # no sensitive instructions: non-strict must match too
             loose = run_technique(img, "trap_emulate", count=program.budget)
-            if not same(run_technique(img, "native", count=program.budget), loose):
+            if not cm.same(run_technique(img, "native", count=program.budget), loose):
                 failures.append(program.source)
 
     check()
@@ -110,7 +102,7 @@ tick:   movi r4, 'T'
 
 
 def test_non_strict_trap_emulate_diverges_on_pushf_cli_popf_and_says_why():
-    img = image(SAVE_RESTORE_IF)
+    img = cm.image(SAVE_RESTORE_IF)
     native = run_technique(img, "native")
     loose = run_technique(img, "trap_emulate")
     assert native.console == "TTTT" and native.registers[9] == 0
@@ -125,7 +117,7 @@ def test_non_strict_trap_emulate_diverges_on_pushf_cli_popf_and_says_why():
     # the strict machine traps them and the monitor gets it right
     strict_native = run_technique(img, "native", strict=True)
     strict = run_technique(img, "trap_emulate", strict=True)
-    assert same(strict_native, strict) and strict.notes == []
+    assert cm.same(strict_native, strict) and strict.notes == []
     assert strict.monitor_events["emulate:popf"] == 1
 
 
@@ -142,7 +134,7 @@ loop:   cli
 
 @pytest.mark.parametrize("k", [5, 12])
 def test_golden_cli_sti_loop(k):
-    r = run_technique(image(CLI_STI.format(K=k)), "trap_emulate", strict=True)
+    r = run_technique(cm.image(CLI_STI.format(K=k)), "trap_emulate", strict=True)
     # each iteration: CLI and STI trap (2 emulations); ADDI and BNE run directly; the final HLT
     # traps once.  Paging is off: the physical-mode shadow is built at boot, so no page faults.
     assert r.monitor_events == {"emulate:cli": k, "emulate:sti": k, "emulate:hlt": 1}
@@ -184,18 +176,18 @@ uloop:  movi r0, 2                  ; getpid
 
 @pytest.mark.parametrize("k", [3, 10])
 def test_golden_system_calls(k):
-    img = image(SYSCALLS.format(K=k))
+    img = cm.image(SYSCALLS.format(K=k))
     r = run_technique(img, "trap_emulate", strict=True)
     assert r.monitor_events == {"emulate:wrcr": 2, "emulate:sysret": 1, "reflect:syscall": k + 1,
                                 "emulate:iret": k, "emulate:hlt": 1}
     assert r.traps == {"syscall": k + 1} and r.registers[0] == 0
     assert r.event_cycles["reflect:syscall"] == (k + 1) * (EXIT + COST["reflect"])
-    assert same(run_technique(img, "native", strict=True), r)
+    assert cm.same(run_technique(img, "native", strict=True), r)
 
 
 def test_each_extra_user_system_call_costs_one_reflect_and_one_iret():
     def events(k):
-        return Counter(run_technique(image(SYSCALLS.format(K=k)), "trap_emulate").monitor_events)
+        return Counter(run_technique(cm.image(SYSCALLS.format(K=k)), "trap_emulate").monitor_events)
     diff = events(10) - events(3)
     assert diff == Counter({"reflect:syscall": 7, "emulate:iret": 7})
 
@@ -203,7 +195,7 @@ def test_each_extra_user_system_call_costs_one_reflect_and_one_iret():
 TOUCH = """
 PD = 0x10000
 PT0 = 0x11000
-""" + identity_map() + """        li   r1, PD
+""" + cm.identity_map() + """        li   r1, PD
         li   r2, PT0 | 3
         st   r2, [r1]
         wrcr ptbr, r1               ; emulate:wrcr (no shadow yet: paging is off)
@@ -225,7 +217,7 @@ touch:  st   r5, [r1]               ; the first touch of each page is a write
 
 @pytest.mark.parametrize("n", [3, 7])
 def test_golden_hidden_faults_equal_the_pages_touched(n):
-    img = image(TOUCH.format(N=n, RAM=RAM))
+    img = cm.image(TOUCH.format(N=n, RAM=RAM))
     r = run_technique(img, "trap_emulate", strict=True)
     # hidden faults: the code page once (first fetch after paging is on; it is only read, so a
     # read-only shadow entry is enough) and each data page once (its first access is a write, so
@@ -236,14 +228,14 @@ def test_golden_hidden_faults_equal_the_pages_touched(n):
     assert r.event_cycles["shadow:hidden_fault"] == (1 + n) * (
         EXIT + COST["shadow_fill"] + 2 * COST["walk_ref"])
     native = run_technique(img, "native", strict=True)
-    assert same(native, r)                  # including the A and D bits in the guest's tables
+    assert cm.same(native, r)                  # including the A and D bits in the guest's tables
 
 
 ADDRESS_SPACES = """
 PD_A = 0x10000
 PD_B = 0x12000
 PT0 = 0x11000
-""" + identity_map() + """        li   r2, PT0 | 3
+""" + cm.identity_map() + """        li   r2, PT0 | 3
         li   r1, PD_A
         st   r2, [r1]
         li   r1, PD_B
@@ -265,13 +257,13 @@ again:  wrcr ptbr, r9               ; B: root_new the first time, then root_hit
 
 def test_shadow_roots_are_cached_per_guest_ptbr():
     k = 4
-    r = run_technique(image(ADDRESS_SPACES.format(RAM=RAM, K=k)), "trap_emulate")
+    r = run_technique(cm.image(ADDRESS_SPACES.format(RAM=RAM, K=k)), "trap_emulate")
     ev = r.monitor_events
     assert ev["shadow:root_new"] == 2 and ev["shadow:root_hit"] == 2 * k - 1
     # code page: one hidden fault in each address space (they share the guest's tables but
     # each shadow is filled on its own)
     assert ev["shadow:hidden_fault"] == 2
-    assert same(run_technique(image(ADDRESS_SPACES.format(RAM=RAM, K=k)), "native"), r)
+    assert cm.same(run_technique(cm.image(ADDRESS_SPACES.format(RAM=RAM, K=k)), "native"), r)
 
 
 # ==== resource control =========================================================================
@@ -281,17 +273,17 @@ def run_contained(source: str, budget: int = 200_000, **settings):
     Painted: the frames of the monitor region the allocator has not handed out, and the
     monitor's own vector table (MONITOR_TVB), besides the guard region (containment.py).
     """
-    mon = TrapEmulate(image(source), strict=True, **settings)
+    mon = TrapEmulate(cm.image(source), strict=True, **settings)
     mon._boot()
     painted = sorted(mon.allocator.free_list) + [MONITOR_TVB]
-    with paint_and_check(mon, painted, containment=lambda: mon.pager.check_containment()):
+    with cm.paint_and_check(mon, painted, containment=lambda: mon.pager.check_containment()):
         mon._run(budget)
         result = mon.result()
     return mon, result
 
 
 def test_guest_cannot_write_beyond_its_ram_with_paging_off():
-    source, faults = write_beyond_ram([
+    source, faults = cm.write_beyond_ram([
         RAM,                        # first word after the guest's RAM: host guard page
         RAM + 4092,
         RAM + MONITOR_BYTES,
@@ -301,28 +293,28 @@ def test_guest_cannot_write_beyond_its_ram_with_paging_off():
     mon, r = run_contained(source)
     assert r.stop == "halt" and r.registers[12] == faults
     assert r.traps["general_protection"] == faults
-    assert same(run_technique(image(source), "native", strict=True), r)
+    assert cm.same(run_technique(cm.image(source), "native", strict=True), r)
 
 
 def test_guest_cannot_map_a_frame_beyond_its_ram():
     # the frame right after the RAM (the host's guard page) and one a monitor region further
-    source, faults = map_beyond_ram([RAM, RAM + MONITOR_BYTES],
+    source, faults = cm.map_beyond_ram([RAM, RAM + MONITOR_BYTES],
                                     [("st", RAM), ("ld", RAM + 8), ("st", RAM + 4096)])
     mon, r = run_contained(source)
     assert r.stop == "halt" and r.registers[12] == faults
     assert r.traps["general_protection"] == faults
-    assert same(run_technique(image(source), "native", strict=True), r)
+    assert cm.same(run_technique(cm.image(source), "native", strict=True), r)
 
 
 def test_guest_ptbr_naming_the_monitors_tables_reaches_only_guest_memory():
-    probe = TrapEmulate(image("hlt"))
+    probe = TrapEmulate(cm.image("hlt"))
     probe._boot()
     root = probe.pager.phys.root            # host address of the monitor's shadow root
     assert root < MONITOR_BYTES
-    source = ptbr_names_host_address(root, MONITOR_TVB)
+    source = cm.ptbr_names_host_address(root, MONITOR_TVB)
     mon, r = run_contained(source)
-    native = run_technique(image(source), "native", strict=True)
-    assert same(native, r)
+    native = run_technique(cm.image(source), "native", strict=True)
+    assert cm.same(native, r)
     assert r.stop == native.stop
 
 
@@ -339,7 +331,7 @@ spin:   jmp  spin
 
 # ==== settings ==================================================================================
 def test_bad_settings_are_refused():
-    img = image("hlt")
+    img = cm.image("hlt")
     with pytest.raises(ValueError, match="time_slice"):
         TrapEmulate(img, time_slice=0)
     with pytest.raises(ValueError, match="guard_bytes"):
@@ -383,7 +375,7 @@ tick:   in   r8, ticks
     img = ProgramImage.from_program(assemble(source), ram_size=RAM, disk_sectors=4, disk=disk)
     native = run_technique(img, "native", strict=True)
     te = run_technique(img, "trap_emulate", strict=True)
-    assert same(native, te) and te.registers[7] == 129 and te.registers[6] == 4
+    assert cm.same(native, te) and te.registers[7] == 129 and te.registers[6] == 4
     assert te.events["blk_reads"] == 1 and te.events["blk_writes"] == 1
     assert te.events["idle_ticks"] == native.events["idle_ticks"] > 0
     # 6 OUTs and 3 INs, each one device access; two sectors moved
@@ -395,7 +387,7 @@ PD_A = 0x10000
 PD_B = 0x12000
 PT0 = 0x11000
 PTX = 0x13000                       ; maps VA 0x400000.. in both address spaces
-""" + identity_map() + """        li   r2, PT0 | 3
+""" + cm.identity_map() + """        li   r2, PT0 | 3
         li   r3, PTX | 3
         li   r1, PD_A
         st   r2, [r1]
@@ -434,12 +426,12 @@ PTX = 0x13000                       ; maps VA 0x400000.. in both address spaces
 
 
 def test_a_page_table_write_invalidates_the_entry_in_every_cached_shadow():
-    img = image(SHARED_TABLE.format(RAM=RAM))
+    img = cm.image(SHARED_TABLE.format(RAM=RAM))
     r = run_technique(img, "trap_emulate", strict=True)
     assert r.registers[5] == 222 and r.registers[6] == 222
     assert r.monitor_events["shadow:pt_write"] == 1
     assert r.monitor_events["shadow:root_new"] == 2 and r.monitor_events["shadow:root_hit"] == 2
-    assert same(run_technique(img, "native", strict=True), r)
+    assert cm.same(run_technique(img, "native", strict=True), r)
 
 
 @pytest.mark.parametrize("workload", ["syscall", "pgfault", "ptemod", "ctxswitch", "io",
@@ -449,7 +441,7 @@ def test_the_course_guest_os_runs_unchanged(workload):
     img = build_guest(workload)
     native = run_technique(img, "native", strict=True)
     te = run_technique(img, "trap_emulate", strict=True)
-    assert native.stop == "halt" and same(native, te)
+    assert native.stop == "halt" and cm.same(native, te)
     assert te.user_digest == native.user_digest
 
 
@@ -459,14 +451,14 @@ def test_evicted_and_flushed_shadows_are_rebuilt_without_the_guest_noticing():
     native = run_technique(img, "native", strict=True)
     # one cached root: every address-space switch builds a shadow from scratch
     evicting = run_technique(img, "trap_emulate", strict=True, max_roots=1)
-    assert same(native, evicting) and "shadow:root_hit" not in evicting.monitor_events
+    assert cm.same(native, evicting) and "shadow:root_hit" not in evicting.monitor_events
     # a monitor region with only a few free frames: shadows are dropped wholesale and rebuilt
     mon = TrapEmulate(img, strict=True)
     mon._boot()
     del mon.allocator.free_list[:-6]
     mon._run(10 ** 8)
     starved = mon.result()
-    assert same(native, starved) and starved.monitor_events["shadow:flush_all"] > 10
+    assert cm.same(native, starved) and starved.monitor_events["shadow:flush_all"] > 10
     assert mon.pager.check_containment() == []
 
 
@@ -478,7 +470,7 @@ def test_write_flooded_page_tables_are_unshadowed():
     native = run_technique(img, "native", strict=True)
     always = run_technique(img, "trap_emulate", strict=True, unshadow_after=0)
     flooded = run_technique(img, "trap_emulate", strict=True, unshadow_after=16)
-    assert same(native, always) and same(native, flooded)
+    assert cm.same(native, always) and cm.same(native, flooded)
     assert "shadow:unshadow" not in always.monitor_events
     assert flooded.monitor_events["shadow:unshadow"] > 0
     assert flooded.monitor_events["shadow:pt_write"] * 10 < always.monitor_events["shadow:pt_write"]
