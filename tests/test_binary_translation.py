@@ -473,7 +473,7 @@ USER_ENTRY = """
 
 def test_user_code_cannot_reach_the_cache_either():
     paging = f"""
-{identity_map(RAM, perms=7)}        li   r1, 0x10000
+{cm.identity_map(RAM, perms=7)}        li   r1, 0x10000
         li   r2, 0x11007
         st   r2, [r1]
         wrcr ptbr, r1

@@ -48,7 +48,7 @@ K = 7
 CR_PROBE = f"""
 PD = 0x10000
 PT0 = 0x11000
-{identity_map(RAM)}        li   r1, PD
+{cm.identity_map(RAM)}        li   r1, PD
         li   r2, PT0 | 3
         st   r2, [r1]
         wrcr ptbr, r1
