@@ -240,13 +240,6 @@ class TechniqueResult(Result):
                    cycles_by_category=dict(cycles_by_category), notes=list(notes or []),
                    exit_timeline=list(exit_timeline or []))
 
-    def summary(self) -> dict:
-        """The ``compare --json`` record: instructions, cycles, events, digests."""
-        return {"instructions": self.instructions, "cycles": self.cycles,
-                "events": dict(self.monitor_events), "cycles_by_category":
-                dict(self.cycles_by_category), "state_digest": self.state_digest,
-                "user_digest": self.user_digest, "stop": self.stop}
-
     def exit_table_rows(self):
         """Rows of the ``perf kvm stat``-style table: (event, samples, samples %, time %, avg).
 
