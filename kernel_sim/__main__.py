@@ -10,8 +10,22 @@ Commands
 ``pagewalk``     one cold TLB miss on the MMU, reference by reference: ``--guest-levels N
                  --nested-levels M`` (M = 0: a native walk; ``--json`` for one JSON object)
 
-A malformed program prints ``FILE:LINE:COL: message`` and exits with status 1 -- never a Python
-traceback.  Bad settings (an impossible ring, a memory size too large) exit with status 2.
+Every command with ``--json`` prints one JSON object that ``kernel_sim/data/results.schema.json``
+describes: ``compare`` the results contract of each technique (``{technique: contract}``, see
+:mod:`kernel_sim.experiments`), ``run`` and ``run --technique`` the run's result, ``pagewalk`` the
+walk.  Experiment commands share their options: ``--count`` is the number of operations of the
+measured region, ``--cpu`` the CPU preset, techniques by their names.
+
+Exit status (one table for every command, :mod:`kernel_sim.tools.status`):
+
+====  ==========================================================================================
+0     the guest halted normally (``pagewalk``: the walk was printed)
+2     bad input: malformed assembly (``FILE:LINE:COL: message``, never a traceback), a file that
+      cannot be read, a bad number, an unknown name
+3     the guest stopped on an unhandled trap or a triple fault
+4     the instruction budget ran out (the message names ``--count``)
+5     a monitor refused the combination (``hw_ept`` on ``first-vtx``) or could not continue
+====  ==========================================================================================
 """
 from __future__ import annotations
 
@@ -23,8 +37,11 @@ from typing import List, Optional
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .tools.status import help_text
     p = argparse.ArgumentParser(prog="python -m kernel_sim",
-                                description="kernel_sim: learn virtualization by running it.")
+                                description="kernel_sim: learn virtualization by running it.",
+                                epilog=help_text(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     r = sub.add_parser("run", help="assemble and run a program, print the report")
     r.add_argument("file", help="assembly source file (.s)")
@@ -47,14 +64,17 @@ def _parser() -> argparse.ArgumentParser:
                    "(first-vtx, nehalem, modern)")
     c = sub.add_parser("compare", help="run a guest-OS workload under several techniques")
     c.add_argument("--workload", required=True, help="workload name (e.g. syscall, compute)")
-    c.add_argument("--count", type=int, default=None, help="loop count (default: the workload's)")
+    c.add_argument("--count", type=int, default=None,
+                   help="operations in the measured region, after a warm-up (default: the "
+                        "workload's loop count)")
     c.add_argument("--techniques", default=None,
                    help="comma-separated techniques (default: every one the CPU preset "
                         "can run)")
     c.add_argument("--cpu", default="modern", help="cost preset: first-vtx, nehalem, modern")
     c.add_argument("--no-strict", action="store_true",
                    help="run trap_emulate on the non-strict ISA (POPF & co. do not trap)")
-    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.add_argument("--json", action="store_true",
+                   help="print the results contract of each technique, {technique: contract}")
     w = sub.add_parser("pagewalk", help="one cold page walk, native or nested, step by step")
     w.add_argument("--guest-levels", type=int, default=4, metavar="N",
                    help="levels of the guest's page table (1..4, default 4)")
@@ -77,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_run(args) -> int:
     from .asm import AsmError, parse_defines
     from .runner import run_source
+    from .tools import status
+    from .tools.compare import report_run
     if args.technique:
         from .tools.compare import cmd_run_technique
         return cmd_run_technique(args)
@@ -84,30 +106,34 @@ def cmd_run(args) -> int:
         with open(args.file, encoding="utf-8") as f:
             source = f.read()
     except OSError as exc:
-        print(f"{args.file}: cannot read: {exc.strerror}", file=sys.stderr)
-        return 1
+        return status.fail(status.BAD_INPUT, f"{args.file}: cannot read: {exc.strerror}", "")
     try:
         defines = parse_defines(args.define)
     except ValueError:
-        print(f"--define: expected NAME or NAME=NUMBER, got {args.define}", file=sys.stderr)
-        return 2
+        return status.fail(status.BAD_INPUT,
+                           f"--define: expected NAME or NAME=NUMBER, got {args.define}", "")
     try:
         result = run_source(source, filename=args.file, count=args.count, ring=args.ring,
                             paging_levels=args.paging_levels, tlb_size=args.tlb_size,
                             strict=args.strict, defines=defines)
     except AsmError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
+        return status.fail(status.BAD_INPUT, str(exc), "")
     except (ValueError, TypeError) as exc:
-        print(f"kernel_sim: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        out = result.as_dict()
-        out["stop_description"] = result.stop_description
-        print(json.dumps(out, sort_keys=True))
-    else:
-        print(result.text())
-    return 0
+        return status.fail(status.BAD_INPUT, str(exc))
+    return report_run(result, args)
+
+
+def cmd_pagewalk(args) -> int:
+    """The ``pagewalk`` command: print the walk (``--json``: one JSON object)."""
+    from .lessons.pagewalk import DEFAULT_GVA, pagewalk
+    from .tools import status
+    try:
+        gva = DEFAULT_GVA if args.address is None else args.address
+        result = pagewalk(args.guest_levels, args.nested_levels, gva, args.access)
+    except (ValueError, TypeError) as exc:
+        return status.fail(status.BAD_INPUT, str(exc), "kernel_sim pagewalk: ")
+    print(json.dumps(result.as_dict(), sort_keys=True) if args.json else result.text())
+    return status.OK
 
 
 def warmup(verbose: bool = True) -> float:
@@ -140,7 +166,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .tools.compare import cmd_compare
         return cmd_compare(args)
     if args.command == "pagewalk":
-        from .lessons.pagewalk import cmd_pagewalk
         return cmd_pagewalk(args)
     if args.command == "isa":
         from .tools.isa_reference import isa_reference_markdown

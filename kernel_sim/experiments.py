@@ -51,6 +51,46 @@ Design
   runs (``W`` and ``W + N`` iterations), with idle time as its own category and the counts
   every experiment reports (:data:`COUNT_KEYS`).  ``boot``'s region is the whole run.
 
+The results contract
+--------------------
+:func:`contract` turns a configuration into the one plain-JSON record every experiment reports
+(every technique today; I/O, containers and VMM models later, all through
+:func:`assemble_contract`).  ``compare --json`` prints one per technique.  Its JSON Schema is
+``kernel_sim/data/results.schema.json`` (:func:`results_schema`, ``$defs/contract``), which a
+test checks every CLI ``--json`` output against.  Version :data:`CONTRACT_VERSION`::
+
+    contract_version   1
+    config             the normalized configuration (Config's fields as plain JSON: count is
+                       the number of operations in the measured region)
+    whole_run          the run the region was measured in, from loading to its stop:
+                       operations (warm-up + measured; boot: 1), instructions, cycles,
+                       cycles_by_category (guest, transitions, emulation, memory, devices),
+                       events (monitor events by reason), stop (how the run ended)
+    measured           the measured region (DESIGN.md section 3b, :func:`measure`): operations,
+                       unit (what one operation is: "system call", "page fault", ...), warmup,
+                       instructions, cycles, cycles_by_category (the five and idle),
+                       events (by reason), counts (every key of COUNT_KEYS, 0 where it does not
+                       apply), per_op (cycles, cycles_by_category, counts divided by
+                       operations), latency_ticks (guest ticks per operation)
+    instances          one entry per guest (several once several domains or containers run):
+                       name, role ("guest"), technique, start_cycles, memory_frames (pages of
+                       guest RAM), cpu_share (1.0 alone), measured (its own region), and its
+                       user_digest, state_digest, disk_digest
+    path               hops {from, to, kind, cycles} of one steady-state operation, kind one of
+                       results.HOP_KINDS (exit, hypercall, callout, trap, event, world_switch,
+                       mode_switch, ring_copy, grant_map, dma, device_access, interrupt); empty
+                       until the I/O and VMM-model experiments draw their paths
+    user_digest, state_digest, disk_digest   of the whole run's final state
+    cycles_by_domain   only when several domains ran (measured.cycles is then system-wide)
+
+``counts``: ``traps`` are the deliveries the guest counts (exceptions, system calls,
+interrupts) plus the traps a monitor absorbs; ``interrupts`` timer interrupts delivered;
+``device_accesses`` port reads and writes; the other keys count monitor events by the kind
+their technique declares (``Monitor.event_kind``; :data:`KIND_COUNTS`).  ``start_cycles`` is
+where the region starts on the whole run's clock: ``whole_run.cycles - measured.cycles``, the
+cycles of boot, set-up and warm-up (with the few instructions of shutdown after the loop, exit
+and halt, counted as if they came first); 0 for boot, whose region is the whole run.
+
 Example::
 
     from kernel_sim import experiments as ex
@@ -74,6 +114,7 @@ import numpy as np
 
 from . import isa
 from .monitors import MonitorError, monitor_class
+from .results import HOP_KINDS
 from .monitors.base import DEFAULT_BUDGET, GUEST_LEVELS, GUEST_TLB, Monitor
 
 __all__ = ["Config", "Settings", "run", "result_of", "monitor_of", "run_image", "image_of",
@@ -82,7 +123,9 @@ __all__ = ["Config", "Settings", "run", "result_of", "monitor_of", "run_image", 
            "monitor_settings", "settings_for", "takes_guest_knob", "records_exit_timeline",
            "default_strict", "per_operation", "cycles_per_operation", "slowdown",
            "event_total", "MonitorError", "measure", "Measured", "WARMUP_OPERATIONS",
-           "REGION_CATEGORIES", "COUNT_KEYS"]
+           "REGION_CATEGORIES", "COUNT_KEYS", "KIND_COUNTS", "HOP_KINDS", "contract",
+           "assemble_contract", "instance_record", "whole_run_record", "config_dict",
+           "results_schema", "CONTRACT_VERSION"]
 
 #: The technique every slowdown is measured against (the default of :attr:`Config.technique`).
 BASELINE = "native"
@@ -584,6 +627,13 @@ REGION_CATEGORIES = ("guest", "transitions", "emulation", "memory", "devices", "
 #: The kinds of ``Measured.counts``: every key is always present (0 where it does not apply).
 COUNT_KEYS = ("exits", "hypercalls", "callouts", "traps", "world_switches", "mode_switches",
               "notifications", "interrupts", "evtchn_sends", "ring_copies", "device_accesses")
+#: The count a monitor event of each :data:`~kernel_sim.results.HOP_KINDS` kind adds to (a
+#: ``grant_map`` or a ``dma`` has no count of its own; ``evtchn_sends`` are counted by the
+#: platform that sends them).
+KIND_COUNTS = {"exit": "exits", "hypercall": "hypercalls", "callout": "callouts", "trap": "traps",
+               "world_switch": "world_switches", "mode_switch": "mode_switches",
+               "event": "notifications", "interrupt": "interrupts", "ring_copy": "ring_copies",
+               "device_access": "device_accesses"}
 
 
 @dataclass(frozen=True)
@@ -611,6 +661,8 @@ class Measured:
     events: Mapping
     counts: Mapping
     latency_ticks: float
+    #: operations run before the region (0 when the region is the whole run: boot)
+    warmup: int = WARMUP_OPERATIONS
 
     def per_op(self) -> dict:
         """``cycles``, ``cycles_by_category`` and ``counts`` divided by ``operations``."""
@@ -622,6 +674,16 @@ class Measured:
     @property
     def cycles_per_op(self) -> float:
         return self.cycles / self.operations
+
+    def as_dict(self) -> dict:
+        """The ``measured`` record of the results contract (plain JSON types)."""
+        return {"operations": int(self.operations), "unit": self.unit,
+                "warmup": int(self.warmup), "instructions": int(self.instructions),
+                "cycles": int(self.cycles),
+                "cycles_by_category": {k: int(v) for k, v in self.cycles_by_category.items()},
+                "events": {k: int(v) for k, v in self.events.items()},
+                "counts": {k: int(v) for k, v in self.counts.items()},
+                "per_op": self.per_op(), "latency_ticks": float(self.latency_ticks)}
 
 
 def _region_categories(result) -> dict:
@@ -636,17 +698,22 @@ def _region_categories(result) -> dict:
 
 
 def _counts(result, technique: str) -> dict:
-    """The region's :data:`COUNT_KEYS`, from what the run counted (see :class:`Measured`)."""
-    needs = monitor_class(technique).needs
-    monitor = result.monitor_events
+    """The run's :data:`COUNT_KEYS`: ``traps`` (every delivery the guest counts: exceptions,
+    system calls, interrupts), ``interrupts`` (timer interrupts delivered) and
+    ``device_accesses`` (port reads and writes) from the guest-visible counters; to those, each
+    monitor event adds one to the count of the kind its technique declares for it
+    (:meth:`~kernel_sim.monitors.base.Monitor.event_kind`, through :data:`KIND_COUNTS`), so a
+    privileged instruction trap-and-emulate absorbs is one more ``trap`` and a VM exit one
+    ``exit``."""
+    kind_of = monitor_class(technique).event_kind
     out = dict.fromkeys(COUNT_KEYS, 0)
-    if needs.vm_exits:
-        out["exits"] = sum(monitor.values())
-    out["hypercalls"] = sum(v for k, v in monitor.items() if k.startswith("hypercall:"))
-    out["callouts"] = sum(v for k, v in monitor.items() if k.startswith("callout:"))
     out["traps"] = int(result.events.get("traps", 0))
     out["interrupts"] = int(result.traps.get(isa.VECTOR_KEYS[isa.VEC_TIMER], 0))
     out["device_accesses"] = int(result.events.get("io_in", 0) + result.events.get("io_out", 0))
+    for reason, n in result.monitor_events.items():
+        key = KIND_COUNTS.get(kind_of(reason))
+        if key is not None:
+            out[key] += int(n)
     return out
 
 
@@ -665,22 +732,26 @@ _ZERO = _Nothing()
 def measure(config: Config, warmup: int = WARMUP_OPERATIONS) -> Measured:
     """The measured region of ``config``: ``config.count`` operations (default: the workload's
     loop count) after ``warmup`` warm-up operations, by differencing two cached runs."""
+    return _region(config, warmup)[0]
+
+
+def _region(config: Config, warmup: int):
+    """``(Measured, the whole run, the normalized configuration)`` of ``config``'s region."""
     from .guest import WORKLOADS
     if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 1:
         raise ValueError(f"warmup must be a positive number of operations, got {warmup!r}")
     base = normalize(config)
     workload = WORKLOADS[base.workload]
     if workload.region == "whole":          # boot: the whole run is the one operation
-        n, after = 1, run(base)
-        before = None
+        n, after, before, warmup = 1, run(base), None, 0
     else:
         n = int(base.count)
         before = run(base.replace(count=warmup))
         after = run(base.replace(count=warmup + n))
-    return _difference(base, workload, n, before, after)
+    return _difference(base, workload, n, before, after, warmup), after, base
 
 
-def _difference(base: Config, workload, n: int, before, after) -> Measured:
+def _difference(base: Config, workload, n: int, before, after, warmup: int) -> Measured:
     """``after`` minus ``before`` (None: nothing) as the region of ``n`` operations."""
     if before is None:
         before = _ZERO
@@ -696,4 +767,102 @@ def _difference(base: Config, workload, n: int, before, after) -> Measured:
                     cycles_by_category={c: ca[c] - cb[c] for c in REGION_CATEGORIES},
                     events={k: v for k, v in sorted(events.items()) if v},
                     counts={k: ka[k] - kb[k] for k in COUNT_KEYS},
-                    latency_ticks=ticks / n)
+                    latency_ticks=ticks / n, warmup=warmup)
+
+
+# ---- the results contract ---------------------------------------------------------------------
+#: The version of the results contract; ``kernel_sim/data/results.schema.json`` describes it.
+CONTRACT_VERSION = 1
+#: Where the contract's JSON Schema lives inside the package (package data).
+SCHEMA_RESOURCE = ("data", "results.schema.json")
+
+
+def results_schema() -> dict:
+    """The JSON Schema (draft 2020-12) of the results contract and of every CLI ``--json``
+    output (``$defs``: ``contract``, ``compare``, ``run``, ``technique_run``, ``pagewalk``)."""
+    import json
+    from importlib.resources import files
+    return json.loads(files("kernel_sim").joinpath(*SCHEMA_RESOURCE).read_text("utf-8"))
+
+
+def config_dict(config: Config) -> dict:
+    """``config`` as plain JSON types (settings as dicts, every field present)."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        out[f.name] = _plain(value.thaw() if isinstance(value, Settings) else value)
+    return out
+
+
+def _plain(value):
+    """Plain JSON types: tuples become lists, frozensets sorted lists, NumPy scalars Python's."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(_plain(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def whole_run_record(result, operations: int) -> dict:
+    """The ``whole_run`` record of a result: what the run did from loading to its stop."""
+    return {"operations": int(operations), "instructions": int(result.instructions),
+            "cycles": int(result.cycles),
+            "cycles_by_category": {k: int(v) for k, v in result.cycles_by_category.items()},
+            "events": {k: int(v) for k, v in result.monitor_events.items()},
+            "stop": result.stop}
+
+
+def instance_record(*, name: str, role: str, technique: str, start_cycles: int,
+                    memory_frames: int, cpu_share: float, measured: dict, result) -> dict:
+    """One entry of a contract's ``instances``: a guest (or, later, a container or a domain of
+    several) with its share of the machine, its own measured region and its digests."""
+    return {"name": name, "role": role, "technique": technique,
+            "start_cycles": int(start_cycles), "memory_frames": int(memory_frames),
+            "cpu_share": float(cpu_share), "measured": measured,
+            "user_digest": result.user_digest, "state_digest": result.state_digest,
+            "disk_digest": result.disk_digest}
+
+
+def assemble_contract(*, config: dict, whole: dict, measured: dict, instances: list, digests,
+                      path=(), cycles_by_domain: Optional[dict] = None) -> dict:
+    """The results contract from its parts -- the one constructor every experiment kind uses
+    (:func:`contract` for one guest; several domains, I/O paths and containers later).
+
+    ``digests`` is the result whose ``user_digest``, ``state_digest`` and ``disk_digest`` the
+    contract reports (with several domains: the system's).  ``path`` is a list of hops
+    ``{"from", "to", "kind", "cycles"}`` with ``kind`` in :data:`~kernel_sim.results.HOP_KINDS`;
+    ``cycles_by_domain`` is given only when several domains ran.
+    """
+    hops = [{"from": str(h["from"]), "to": str(h["to"]), "kind": h["kind"],
+             "cycles": int(h["cycles"])} for h in path]
+    for hop in hops:
+        if hop["kind"] not in HOP_KINDS:
+            raise ValueError(f"unknown hop kind {hop['kind']!r}; the kinds: "
+                             f"{', '.join(HOP_KINDS)}")
+    out = {"contract_version": CONTRACT_VERSION, "config": config, "whole_run": whole,
+           "measured": measured, "instances": list(instances), "path": hops,
+           "user_digest": digests.user_digest, "state_digest": digests.state_digest,
+           "disk_digest": digests.disk_digest}
+    if cycles_by_domain is not None:
+        out["cycles_by_domain"] = {str(k): int(v) for k, v in cycles_by_domain.items()}
+    return out
+
+
+def contract(config: Config, warmup: int = WARMUP_OPERATIONS) -> dict:
+    """The results contract of ``config`` (plain JSON types; see the module docstring): its
+    measured region (:func:`measure`: ``config.count`` operations after ``warmup``), the whole
+    run the region was measured in (``warmup + count`` operations; boot: the one run), one
+    instance, no path hops yet, the digests and the normalized configuration."""
+    m, whole, base = _region(config, warmup)
+    measured = m.as_dict()
+    memory = int(image_of(base).ram_size) // isa.PAGE_SIZE
+    guest = instance_record(name="guest0", role="guest", technique=base.technique,
+                            start_cycles=whole.cycles - m.cycles, memory_frames=memory,
+                            cpu_share=1.0, measured=dict(measured), result=whole)
+    return assemble_contract(config=config_dict(base),
+                             whole=whole_run_record(whole, m.warmup + m.operations),
+                             measured=measured, instances=[guest], digests=whole)

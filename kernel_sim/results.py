@@ -14,6 +14,14 @@ The two digests make "the same behaviour" checkable in one comparison:
   read in the current address space (page by page, keyed by virtual address); and the registers
   if the machine stopped in ring 3.  Kernels may differ (a paravirtual kernel is a different
   program) and still give the same user digest.
+* ``disk_digest`` -- only the guest's disk (what survives the run): the same under every
+  technique that virtualizes the block device correctly, whatever the kernel.
+
+:data:`HOP_KINDS` is the one vocabulary of the steps a request takes through the system (a VM
+exit, a hypercall, a callout, ...): monitors declare which kind each of their event reasons is
+(:meth:`kernel_sim.monitors.base.Monitor.event_kind`), and the results contract of
+:mod:`kernel_sim.experiments` (:func:`~kernel_sim.experiments.contract`) counts events and
+draws paths with it.
 """
 from __future__ import annotations
 
@@ -50,6 +58,11 @@ def state_digest(machine) -> str:
                     machine.guest_memory(), machine.guest_disk(), machine.console_bytes()])
 
 
+def disk_digest(machine) -> str:
+    """Digest of the guest's disk alone (see the module docstring)."""
+    return _digest([machine.guest_disk()])
+
+
 def user_digest(machine) -> str:
     """Digest of what user programs can observe (see the module docstring)."""
     parts: List = [machine.console_bytes()]
@@ -59,6 +72,11 @@ def user_digest(machine) -> str:
         parts += [machine.regs.astype(np.int64), machine.pc]
     return _digest(parts)
 
+
+#: The kinds of step a request takes (the ``kind`` of a hop in a result's ``path``, and what a
+#: monitor declares each of its events to be): one vocabulary for every experiment.
+HOP_KINDS = ("exit", "hypercall", "callout", "trap", "event", "world_switch", "mode_switch",
+             "ring_copy", "grant_map", "dma", "device_access", "interrupt")
 
 #: the stops that name a trap (the result then says which vector and error code)
 TRAPPED_STOPS = ("unhandled_trap", "trap_exit", "triple_fault")
@@ -105,6 +123,7 @@ class Result:
     stop_vector: int = -1
     stop_error: int = 0
     registers: List[int] = field(default_factory=list)
+    disk_digest: str = ""
 
     @classmethod
     def from_machine(cls, m) -> "Result":
@@ -117,7 +136,7 @@ class Result:
                    state_digest=state_digest(m), user_digest=user_digest(m),
                    stop_vector=int(m.ctrl[C_STOP_VECTOR]) if trapped else -1,
                    stop_error=int(m.ctrl[C_STOP_ERROR]) if trapped else 0,
-                   registers=[int(r) for r in m.regs])
+                   registers=[int(r) for r in m.regs], disk_digest=disk_digest(m))
 
     # ---- presentation -------------------------------------------------------------------------
     @property
@@ -214,18 +233,12 @@ class TechniqueResult(Result):
                    state_digest=state_digest(view), user_digest=user_digest(view),
                    stop_vector=stop_vector if trapped else -1,
                    stop_error=stop_error if trapped else 0,
-                   registers=[int(r) for r in view.regs], technique=technique, cpu=cpu,
+                   registers=[int(r) for r in view.regs], disk_digest=disk_digest(view),
+                   technique=technique, cpu=cpu,
                    strict=strict, monitor_events=dict(sorted(monitor_events.items())),
                    event_cycles=dict(sorted(event_cycles.items())),
                    cycles_by_category=dict(cycles_by_category), notes=list(notes or []),
                    exit_timeline=list(exit_timeline or []))
-
-    def summary(self) -> dict:
-        """The ``compare --json`` record: instructions, cycles, events, digests."""
-        return {"instructions": self.instructions, "cycles": self.cycles,
-                "events": dict(self.monitor_events), "cycles_by_category":
-                dict(self.cycles_by_category), "state_digest": self.state_digest,
-                "user_digest": self.user_digest, "stop": self.stop}
 
     def exit_table_rows(self):
         """Rows of the ``perf kvm stat``-style table: (event, samples, samples %, time %, avg).

@@ -104,18 +104,18 @@ def test_cli_run_json_has_required_keys(tmp_path):
     assert data["stop"] == "unhandled_trap" and data["stop_vector"] == isa.VEC_GP
 
 
-def test_cli_malformed_file_prints_location_and_exits_1(tmp_path):
+def test_cli_malformed_file_prints_location_and_exits_2(tmp_path):
     f = tmp_path / "bad.s"
     f.write_text("start: movi r1, 1\n  ad r1, r2, r3\n")
     out = cli("run", str(f))
-    assert out.returncode == 1
+    assert out.returncode == 2                  # bad input (kernel_sim.tools.status)
     assert out.stderr.strip() == f"{f}:2:3: unknown instruction 'ad'; did you mean 'add'?"
     assert "Traceback" not in out.stderr + out.stdout
 
 
 def test_cli_missing_file_is_clean_error(tmp_path):
     out = cli("run", str(tmp_path / "nope.s"))
-    assert out.returncode == 1 and "cannot read" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "cannot read" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_cli_bad_setting_is_clean_error(tmp_path):

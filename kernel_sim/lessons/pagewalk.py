@@ -252,17 +252,3 @@ def pagewalk(guest_levels: int, nested_levels: int, guest_virtual: int = DEFAULT
              access: str = "read") -> PageWalk:
     """Build the tables (:func:`build_tables`) and run one cold walk (:func:`run_walk`)."""
     return run_walk(build_tables(guest_levels, nested_levels, guest_virtual), access)
-
-
-def cmd_pagewalk(args) -> int:
-    """The ``pagewalk`` command: print the walk (``--json``: one JSON object); bad values exit 2."""
-    import json
-    import sys
-    try:
-        gva = DEFAULT_GVA if args.address is None else args.address
-        result = pagewalk(args.guest_levels, args.nested_levels, gva, args.access)
-    except (ValueError, TypeError) as exc:
-        print(f"kernel_sim pagewalk: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(result.as_dict(), sort_keys=True) if args.json else result.text())
-    return 0

@@ -59,7 +59,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, Iterable, Optional, Tuple
+from typing import Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -372,6 +372,15 @@ class Monitor:
     #: the technique puts the guest's RAM into a host machine's memory, next to its own region,
     #: so it can be given a host and an :class:`Allocation` (native and emulation cannot)
     places_guest_in_host = True
+    #: What each of the monitor's event reasons is, as a kind of :data:`~kernel_sim.results.
+    #: HOP_KINDS` (``"trap"``, ``"callout"``, ``"hypercall"``, ``"exit"``...): reason -> kind,
+    #: where a key ending in ``":"`` stands for every reason with that prefix and a value of
+    #: None says "not a step of its own" (work inside another event, bookkeeping).  Declare a
+    #: kind only for what the guest-visible counters do not count already: a trap or interrupt
+    #: *reflected* into the guest is counted where the guest sees it, so ``reflect:*`` is None,
+    #: while a trap the monitor absorbs (a privileged instruction it emulates, a hidden page
+    #: fault) is a ``"trap"``.  Read through :meth:`event_kind`.
+    event_kinds: Mapping[str, Optional[str]] = {}
 
     # ---- what the rest of the system asks a technique, before building anything ----------
     @classmethod
@@ -413,6 +422,18 @@ class Monitor:
                   if monitor_class(t).needs.guest_build == built]
         return (f"{cls.name} runs {_BUILD_RUNS[cls.needs.guest_build]}; this image "
                 f"{_BUILD_IS[built]}: run it with {', '.join(others) or 'another technique'}")
+
+    @classmethod
+    def event_kind(cls, reason: str) -> Optional[str]:
+        """The kind (one of :data:`~kernel_sim.results.HOP_KINDS`) of the monitor event named
+        ``reason``, or None when it is not a step of its own: :attr:`event_kinds` looked up by
+        the whole reason, then by its prefix up to the first ``":"``.  The results contract
+        counts events by it (``exits``, ``hypercalls``, ``callouts``, ``traps``...)."""
+        kinds = cls.event_kinds
+        if reason in kinds:
+            return kinds[reason]
+        head, colon, _ = reason.partition(":")
+        return kinds.get(head + colon) if colon else None
 
     @classmethod
     def guest_options(cls, **guest_knobs) -> Dict[str, object]:

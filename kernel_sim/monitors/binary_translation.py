@@ -170,6 +170,12 @@ class BinaryTranslation(TrapEmulate):
                                                      "monitor-owned 2-level page table")
     description = ("guest kernel code translated into a translation cache (sensitive "
                    "instructions become callouts); user code runs directly; shadow page tables")
+    #: translated kernel code calls the monitor (a callout) where trap-and-emulate traps; a
+    #: write to a protected page (a page table, translated code) and a hidden page fault still
+    #: trap; translating, chaining and the monitor's own time slice are its own work
+    event_kinds = {"callout:": "callout", "shadow:hidden_fault": "trap",
+                   "shadow:pt_write": "trap", "bt:code_write": "trap", "shadow:true_fault": None,
+                   "reflect:": None, "shadow:": None, "bt:": None, "monitor:": None}
 
     def __init__(self, image, *, tc_bytes: int = MAX_TC_BYTES, adaptive_after: int = 3,
                  **settings):

@@ -129,6 +129,11 @@ class HardwareAssist(Monitor):
     needs = Needs(vm_exits=True)
 
     @classmethod
+    def event_kind(cls, reason: str):
+        """Every event of a VMCS-based monitor is a VM exit (named by its exit reason)."""
+        return "exit"
+
+    @classmethod
     def _missing_feature_message(cls, cpu: str, feature: str) -> str:
         if feature == "ept":
             return (f"the {cpu} CPU preset ({CPU_PRESETS[cpu]['examples']}) has no EPT: "

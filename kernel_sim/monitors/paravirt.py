@@ -226,6 +226,11 @@ class Paravirt(Monitor):
                   why_levels="the PARAVIRT kernel is built for 2-level page tables")
     description = ("modified (PARAVIRT=1) kernel in ring 1: hypercalls instead of privileged "
                    "instructions, validated page-table updates (direct paging)")
+    #: the kernel asks with hypercalls; a write to one of its (read-only) page tables traps;
+    #: validating tables and a timer left pending in the shared-info page are the
+    #: hypervisor's own work, and a reflected trap is the guest's own
+    event_kinds = {"hypercall:": "hypercall", "paravirt:pt_write_fault": "trap",
+                   "paravirt:": None, "reflect:": None, "timer:": None}
 
     def __init__(self, image, *, time_slice: int = DEFAULT_TIME_SLICE,
                  guard_bytes: int = PAGE, batch=None, **settings):

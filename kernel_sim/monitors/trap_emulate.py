@@ -86,6 +86,12 @@ class TrapEmulate(Monitor):
 
     name = "trap_emulate"
     needs = Needs(strict_isa="choice")
+    #: a privileged instruction and a page fault the guest never sees trap into the monitor;
+    #: a reflected trap is the guest's own (counted as it sees it); the shadow pager's root
+    #: switches happen inside an emulated ``wrcr``
+    event_kinds = {"emulate:": "trap", "shadow:hidden_fault": "trap", "shadow:pt_write": "trap",
+                   "shadow:protected_write": "trap", "shadow:true_fault": None,
+                   "reflect:": None, "shadow:": None}
     #: the event a store to a page the shadow pager write-protects (not a page table) counts
     #: under; trap_emulate protects none, binary translation its code pages
     protected_write_event = "shadow:protected_write"
