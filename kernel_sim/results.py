@@ -212,13 +212,17 @@ class TechniqueResult(Result):
     #: hardware assist: ``(guest ticks, exit name, guest ring, guest pc)`` of the first VM exits,
     #: in order (the ring and pc the guest was at when it exited)
     exit_timeline: List[tuple] = field(default_factory=list)
+    #: the monitor's events are VM exits (its class declares ``needs.vm_exits``): the tables
+    #: then say "VM-EXIT", as ``perf kvm stat`` does
+    vm_exits: bool = False
 
     @classmethod
     def from_view(cls, view, counters, *, stop: str, technique: str, cpu: str, strict: bool,
                   monitor_events: Dict[str, int], event_cycles: Dict[str, int],
                   cycles_by_category: Dict[str, int], stop_vector: int = -1,
                   stop_error: int = 0, notes: Optional[List[str]] = None,
-                  exit_timeline: Optional[List[tuple]] = None) -> "TechniqueResult":
+                  exit_timeline: Optional[List[tuple]] = None,
+                  vm_exits: bool = False) -> "TechniqueResult":
         """A technique's result: the guest's state read through ``view`` (a machine or a
         :class:`~kernel_sim.monitors.base.GuestView`), the guest-visible ``counters`` (turned
         into events, traps and opcodes by :func:`counter_dicts`) and what the monitor counted.
@@ -238,7 +242,7 @@ class TechniqueResult(Result):
                    strict=strict, monitor_events=dict(sorted(monitor_events.items())),
                    event_cycles=dict(sorted(event_cycles.items())),
                    cycles_by_category=dict(cycles_by_category), notes=list(notes or []),
-                   exit_timeline=list(exit_timeline or []))
+                   exit_timeline=list(exit_timeline or []), vm_exits=bool(vm_exits))
 
     def exit_table_rows(self):
         """Rows of the ``perf kvm stat``-style table: (event, samples, samples %, time %, avg).
@@ -258,7 +262,7 @@ class TechniqueResult(Result):
     def exit_table(self) -> str:
         """The events the monitor handled, as ``perf kvm stat report`` prints VM exits."""
         rows = self.exit_table_rows()
-        head = "VM-EXIT" if self.technique.startswith("hw_") else "EVENT"
+        head = "VM-EXIT" if self.vm_exits else "EVENT"
         width = max([len(head)] + [len(r[0]) for r in rows])
         lines = [f"Analyze events for technique {self.technique} (cpu preset {self.cpu}):", "",
                  f"{head:>{width}}  {'Samples':>9}  {'Samples%':>8}  {'Time%':>7}  "
@@ -279,7 +283,7 @@ class TechniqueResult(Result):
             for name, n, sp, tp, avg in self.exit_table_rows())
         return (f"<table><caption>Events handled by the {esc(self.technique)} monitor "
                 f"(cpu preset {esc(self.cpu)}; cycles are simulated)</caption><thead><tr>"
-                f"<th>{'VM-EXIT' if self.technique.startswith('hw_') else 'event'}</th>"
+                f"<th>{'VM-EXIT' if self.vm_exits else 'event'}</th>"
                 "<th>Samples</th><th>Samples%</th><th>Time%</th>"
                 f"<th>Avg cycles</th></tr></thead><tbody>{body}</tbody></table>")
 

@@ -224,3 +224,15 @@ def test_every_result_goes_through_monitor_result():
                                     "memory": 5, "devices": 0} and r.cycles == 135
     for name in available_techniques():
         assert monitor_class(name).result is Monitor.result, f"{name} bypasses Monitor.result"
+
+
+def test_the_exit_table_says_vm_exit_exactly_for_techniques_whose_events_are_vm_exits():
+    from kernel_sim.guest import build_guest
+    from kernel_sim.monitors import techniques_for
+    for name in techniques_for("modern"):
+        cls = monitor_class(name)
+        r = run_technique(build_guest("syscall", count=3, **cls.guest_options()), name)
+        assert r.vm_exits is cls.needs.vm_exits
+        header = r.exit_table().splitlines()[2].split()[0]
+        assert header == ("VM-EXIT" if cls.needs.vm_exits else "EVENT")
+    assert monitor_class("hw_ept").needs.vm_exits and not monitor_class("paravirt").needs.vm_exits

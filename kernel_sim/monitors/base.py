@@ -609,7 +609,8 @@ class Monitor:
             monitor_events={k: n for k, n in self.events.items() if n},
             event_cycles={k: c for k, c in self.event_cycles.items() if self.events.get(k)},
             cycles_by_category=cycles, stop_vector=self.stop_vector,
-            stop_error=self.stop_error, notes=self.notes(), exit_timeline=self.timeline)
+            stop_error=self.stop_error, notes=self.notes(), exit_timeline=self.timeline,
+            vm_exits=self.needs.vm_exits)
 
     def _settle(self) -> None:
         """Before the books close: charge work still owed (a run can stop inside an exit)."""
