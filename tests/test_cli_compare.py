@@ -105,3 +105,9 @@ def test_compare_refuses_hw_ept_on_first_generation_vtx(capsys):
     code, out, err = run_cli(capsys, "compare", "--workload", "syscall", "--techniques",
                              "native,hw_ept", "--cpu", "first-vtx")
     assert code == 5 and "no EPT" in err and "Traceback" not in err
+
+
+def test_rare_per_operation_rates_are_not_printed_as_zero():
+    from kernel_sim.tools.compare import rate
+    assert rate(0) == "0.00" and rate(1.5) == "1.50" and rate(2500.0) == "2,500.00"
+    assert rate(0.00061) == "0.00061" and float(rate(0.004)) == 0.004

@@ -65,6 +65,15 @@ def _label(name: str, contract: dict) -> str:
                    if monitor_class(name).needs.strict_isa == "choice" else "")
 
 
+def rate(value: float) -> str:
+    """A per-operation rate for a table: two decimals, or significant digits when it is
+    smaller than 0.01 but not 0 (a timer interrupt every 1,600 operations is ``0.00063``, not
+    ``0.00``)."""
+    if value == 0 or abs(value) >= 0.01:
+        return f"{value:,.2f}"
+    return f"{value:.2g}"
+
+
 def compare_table(contracts: Dict[str, dict]) -> str:
     """A plain-text comparison table, one row per technique: per operation of the measured
     region, then the whole run (labelled)."""
@@ -84,9 +93,9 @@ def compare_table(contracts: Dict[str, dict]) -> str:
         slow = (f"{per_op['cycles'] / native['measured']['per_op']['cycles']:.2f}x"
                 if native and native["measured"]["cycles"] > 0 else "-")
         top = sorted(m["events"].items(), key=lambda kv: -kv[1])[:3]
-        events = ", ".join(f"{k} {v / m['operations']:,.2f}" for k, v in top) or "-"
+        events = ", ".join(f"{k} {rate(v / m['operations'])}" for k, v in top) or "-"
         lines.append(f"{_label(name, c):<27}{per_op['cycles']:>12,.1f}{slow:>11}"
-                     + "".join(f"{per_op['counts'][k]:>{len(k) + 6},.2f}" for k in counts)
+                     + "".join(f"{rate(per_op['counts'][k]):>{len(k) + 6}}" for k in counts)
                      + f"{whole['instructions']:>25,}{whole['cycles']:>19,}  {events}")
     digests = {c["user_digest"] for c in contracts.values()}
     lines.append("user-visible state: " + ("identical under every technique" if len(digests) == 1
